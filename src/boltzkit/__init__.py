@@ -1,0 +1,13 @@
+"""boltzkit: Boltzmann machines, the whole family, correct, fast and pleasant.
+
+Layers (data flows one way): data -> units/models -> samplers -> training -> evaluation -> reports.
+"""
+
+from .io import load, save
+from .models import RBM
+from .units import Bernoulli, Gaussian, Softmax, Spin, get_units
+
+__version__ = "0.1.0"
+
+__all__ = ["RBM", "save", "load", "Bernoulli", "Spin", "Gaussian", "Softmax", "get_units",
+           "__version__"]

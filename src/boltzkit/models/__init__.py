@@ -1,0 +1,12 @@
+"""Models: parameters and energies only (``torch.nn.Module``); no loops, no optimisers.
+
+``MODEL_CLASSES`` maps the name stored in a model file to its class; every model class has
+``config() -> dict`` and ``from_config(dict)`` so that :func:`boltzkit.save` / :func:`boltzkit.load`
+can round-trip it without pickle.
+"""
+
+from .rbm import RBM
+
+MODEL_CLASSES = {"RBM": RBM}
+
+__all__ = ["RBM", "MODEL_CLASSES"]

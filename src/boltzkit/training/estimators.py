@@ -1,0 +1,123 @@
+"""Gradient estimators for RBMs: positive (data) statistics minus negative (model) statistics.
+
+The mean log-likelihood of data under an RBM has the gradient
+
+    d/dW  = E_data[v E[h|v]ᵀ] - E_model[v hᵀ]
+    d/da  = E_data[v]         - E_model[v]
+    d/db  = E_data[E[h|v]]    - E_model[h]
+
+for every pairing of unit families (the energy is linear in each parameter). Estimators differ
+only in how they get the model statistics:
+
+- :class:`CD` (contrastive divergence, Hinton 2002): k Gibbs steps from the data;
+- :class:`PCD` (persistent CD, Tieleman 2008): k Gibbs steps from chains kept across updates;
+- :class:`ExactGradient`: exact expectations by enumeration (tiny models; the reference).
+
+Each returns the gradient of the *loss* (the negative mean log-likelihood), so that it can be
+handed to any ``torch.optim`` optimiser as ``.grad``. Estimators are pure: the persistent chains
+are a state the caller passes in and gets back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import torch
+
+from .. import exact
+from ..samplers import gibbs
+
+__all__ = ["Gradient", "CD", "PCD", "ExactGradient", "statistics_gradient"]
+
+
+class Gradient(NamedTuple):
+    """Gradient of the loss (negative mean log-likelihood), shaped like the parameters."""
+
+    weight: torch.Tensor
+    visible_bias: torch.Tensor
+    hidden_bias: torch.Tensor
+
+
+def statistics_gradient(v_pos, h_pos, v_neg, h_neg) -> Gradient:
+    """Loss gradient from positive samples ``(v_pos, h_pos)`` and negative samples
+    ``(v_neg, h_neg)`` (rows are samples; h may be conditional means). Two matrix products."""
+    n_pos, n_neg = v_pos.shape[0], v_neg.shape[0]
+    gw = torch.mm(v_neg.t(), h_neg).div_(n_neg)
+    gw.addmm_(v_pos.t(), h_pos, alpha=-1.0 / n_pos)
+    gv = v_neg.mean(0) - v_pos.mean(0)
+    gh = h_neg.mean(0) - h_pos.mean(0)
+    return Gradient(gw, gv, gh)
+
+
+class CD:
+    """Contrastive divergence CD-k: negative statistics after ``k`` block-Gibbs steps started at
+    the data. Hidden statistics use E[h | v] (Hinton's practical guide, section 3)."""
+
+    def __init__(self, k: int = 1):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k: expected a positive integer number of Gibbs steps, got {k!r}")
+        self.k = k
+
+    def init_state(self, model, data: torch.Tensor, generator=None) -> Any:
+        return None
+
+    def __call__(self, model, v: torch.Tensor, state: Any = None,
+                 generator: Optional[torch.Generator] = None):
+        """Returns ``(Gradient, state)`` for a batch ``v`` ``(batch, n_visible)``."""
+        pos = gibbs.init(model, v, generator)
+        neg = pos
+        for _ in range(self.k):
+            neg = gibbs.step(model, neg, generator)
+        return statistics_gradient(v, pos.hidden_mean, neg.visible, neg.hidden_mean), state
+
+    def __repr__(self):
+        return f"CD(k={self.k})"
+
+
+class PCD(CD):
+    """Persistent contrastive divergence: the negative chains continue from where the last
+    update left them (``n_chains`` of them, default the batch size), ``k`` steps per update."""
+
+    def __init__(self, k: int = 1, n_chains: Optional[int] = None):
+        super().__init__(k)
+        if n_chains is not None and (not isinstance(n_chains, int) or n_chains < 1):
+            raise ValueError(f"n_chains: expected a positive integer, got {n_chains!r}")
+        self.n_chains = n_chains
+
+    def init_state(self, model, data: torch.Tensor, generator=None) -> gibbs.GibbsState:
+        """Chains start at rows of ``data`` drawn at random (or at the first rows if fewer)."""
+        n = self.n_chains or min(100, data.shape[0])
+        idx = torch.randint(0, data.shape[0], (n,), generator=generator, device="cpu")
+        v0 = data[idx.to(data.device)]
+        # binary units need states on the support: sample mean-field (grey) data once
+        v0 = model.visible.sample_from_mean(v0, generator) if model.visible.discrete else v0
+        return gibbs.init(model, v0, generator)
+
+    def __call__(self, model, v, state=None, generator=None):
+        if state is None:
+            state = self.init_state(model, v, generator)
+        h_pos = model.hidden_mean(v)
+        for _ in range(self.k):
+            state = gibbs.step(model, state, generator)
+        return statistics_gradient(v, h_pos, state.visible, state.hidden_mean), state
+
+    def __repr__(self):
+        return f"PCD(k={self.k}, n_chains={self.n_chains})"
+
+
+class ExactGradient:
+    """The exact loss gradient: model statistics by enumerating the smaller layer. For models of
+    up to about 20 units in that layer; the reference against which the others are tested."""
+
+    def init_state(self, model, data, generator=None):
+        return None
+
+    def __call__(self, model, v, state=None, generator=None):
+        vh, ev, eh = exact.expected_statistics(model)
+        h_pos = model.hidden_mean(v)
+        n = v.shape[0]
+        gw = vh - v.t() @ h_pos / n
+        return Gradient(gw, ev - v.mean(0), eh - h_pos.mean(0)), state
+
+    def __repr__(self):
+        return "ExactGradient()"
