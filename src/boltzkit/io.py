@@ -131,6 +131,10 @@ def load(path, device=None) -> torch.nn.Module:
                              f"expected {tuple(expected[k].shape)} from its configuration")
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"model file: {path}: tensor {k!r} holds NaN or inf")
+    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(dtypes) == 1:  # keep the precision the model was saved in (float32 or float64)
+        model.to(dtypes.pop())
+    expected = model.state_dict()
     model.load_state_dict({k: t.to(expected[k].dtype) for k, t in tensors.items()})
     if device is not None:
         model.to(device)
