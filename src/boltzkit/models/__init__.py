@@ -5,8 +5,9 @@
 can round-trip it without pickle.
 """
 
+from .boltzmann import BoltzmannMachine
 from .rbm import RBM
 
-MODEL_CLASSES = {"RBM": RBM}
+MODEL_CLASSES = {"RBM": RBM, "BoltzmannMachine": BoltzmannMachine}
 
-__all__ = ["RBM", "MODEL_CLASSES"]
+__all__ = ["RBM", "BoltzmannMachine", "MODEL_CLASSES"]

@@ -1,0 +1,237 @@
+"""Fully connected Boltzmann machine: visible and hidden units, every pair may interact.
+
+Units ``0 .. n_visible-1`` are visible, ``n_visible .. n-1`` hidden (``n = n_visible + n_hidden``).
+A joint state ``s`` of shape ``(m, n)`` has the energy
+
+    E(s) = -1/2 sᵀ W s - b·s
+
+with ``W = weight`` ``(n, n)`` symmetric with a zero diagonal, and ``b = bias`` ``(n,)``. At
+temperature ``T`` the machine's distribution is ``p(s) = exp(-E(s)/T) / Z``. The total input
+("local field") of unit i is ``b_i + sum_j w_ij s_j``; it is the energy gap ``ΔE_i`` between the
+unit off and on, so a 0/1 unit is on with probability ``σ(ΔE_i / T)`` given all the others, and a
+±1 unit is +1 with probability ``σ(2 ΔE_i / T)`` (the :class:`boltzkit.units.Spin` family, whose
+gap between -1 and +1 is twice the field).
+
+Connections come in three groups that can each be switched off: visible-visible, hidden-hidden,
+visible-hidden (an RBM is the machine with only the last). Any other pattern is given as a
+boolean ``connectivity`` matrix. The pattern lives in the ``mask`` buffer (saved with the model),
+and :meth:`BoltzmannMachine.constrain_` puts the weights back on it (symmetric, zero diagonal,
+zero where there is no connection): learning rules call it after every update.
+
+This module holds parameters and energies only. Sampling (sequential Gibbs sweeps, annealing)
+lives in :mod:`boltzkit.samplers.sequential`, learning in :mod:`boltzkit.training.boltzmann`,
+exact enumeration for tiny machines in :mod:`boltzkit.exact_boltzmann`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..units import Units, get_units
+
+__all__ = ["BoltzmannMachine", "BINARY_UNITS"]
+
+BINARY_UNITS = ("bernoulli", "spin")
+
+
+def _positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _temperature(value, name: str = "temperature") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+    return float(value)
+
+
+class BoltzmannMachine(nn.Module):
+    """Fully connected Boltzmann machine with binary (0/1 or ±1) units.
+
+    Parameters
+    ----------
+    n_visible : int
+        Number of visible units (at least 1).
+    n_hidden : int
+        Number of hidden units (0 for a fully visible machine).
+    units : ``"bernoulli"`` (0/1) or ``"spin"`` (±1)
+        Unit family of every unit.
+    visible_visible, hidden_hidden, visible_hidden : bool
+        Which groups of connections exist (all by default).
+    connectivity : bool tensor ``(n, n)``, optional
+        Explicit connection pattern (symmetric; the diagonal is ignored); overrides the three
+        flags. Used for machines with more structure, such as the encoder's two visible groups.
+    temperature : float
+        T of ``p(s) ∝ exp(-E(s)/T)``; samplers use it unless given another.
+    init_std : float
+        Weights start as N(0, init_std²) on the allowed connections (symmetrised); 0 starts
+        them at zero (as Ackley, Hinton & Sejnowski 1985 do). Biases start at 0.
+    generator : torch.Generator, optional
+        Source of the initial weights.
+    device, dtype
+        Where the parameters live (float32 by default).
+
+    Attributes
+    ----------
+    weight : Parameter ``(n, n)``, symmetric, zero diagonal, zero off the mask
+    bias : Parameter ``(n,)``
+    mask : buffer ``(n, n)``, 1.0 where two units are connected, else 0.0
+    """
+
+    def __init__(self, n_visible: int, n_hidden: int = 0, units="bernoulli", *,
+                 visible_visible: bool = True, hidden_hidden: bool = True,
+                 visible_hidden: bool = True, connectivity: Optional[torch.Tensor] = None,
+                 temperature: float = 1.0, init_std: float = 0.0,
+                 generator: Optional[torch.Generator] = None, device=None, dtype=None):
+        super().__init__()
+        _positive_int(n_visible, "n_visible", 1)
+        _positive_int(n_hidden, "n_hidden", 0)
+        self.units: Units = get_units(units)
+        if self.units.name not in BINARY_UNITS:
+            raise ValueError(f"units: a BoltzmannMachine takes binary units, expected one of "
+                             f"{BINARY_UNITS}, got {self.units.spec()!r}")
+        self.n_visible, self.n_hidden = n_visible, n_hidden
+        self.n_units = n = n_visible + n_hidden
+        self.visible_visible = bool(visible_visible)
+        self.hidden_hidden = bool(hidden_hidden)
+        self.visible_hidden = bool(visible_hidden)
+        self.temperature = _temperature(temperature)
+        if not isinstance(init_std, (int, float)) or not math.isfinite(init_std) or init_std < 0:
+            raise ValueError(f"init_std: expected a finite number >= 0, got {init_std!r}")
+        dtype = dtype or torch.float32
+        if connectivity is None:
+            mask = torch.zeros(n, n, dtype=dtype)
+            v, h = slice(0, n_visible), slice(n_visible, n)
+            mask[v, v] = float(self.visible_visible)
+            mask[h, h] = float(self.hidden_hidden)
+            mask[v, h] = float(self.visible_hidden)
+            mask[h, v] = float(self.visible_hidden)
+            self.custom_connectivity = False
+        else:
+            if not torch.is_tensor(connectivity) or connectivity.shape != (n, n):
+                shape = tuple(connectivity.shape) if torch.is_tensor(connectivity) else \
+                    type(connectivity).__name__
+                raise ValueError(f"connectivity: expected a tensor of shape ({n}, {n}), got "
+                                 f"{shape}")
+            c = connectivity.detach().to("cpu")
+            if c.dtype != torch.bool:
+                if not torch.isfinite(c.double()).all() or not ((c == 0) | (c == 1)).all():
+                    raise ValueError("connectivity: expected booleans (or 0/1 values)")
+                c = c != 0
+            if not torch.equal(c, c.t()):
+                raise ValueError("connectivity: expected a symmetric matrix (connections are "
+                                 "undirected), got an asymmetric one")
+            mask = c.to(dtype)
+            self.custom_connectivity = True
+        mask.fill_diagonal_(0.0)
+        self.register_buffer("mask", mask.to(device))
+        w = torch.randn(n, n, generator=generator, dtype=dtype) * init_std
+        w = (w + w.t()) * (0.5 ** 0.5)  # symmetric, each entry still N(0, init_std²)
+        self.weight = nn.Parameter(w.to(device) * self.mask)
+        self.bias = nn.Parameter(torch.zeros(n, dtype=dtype, device=device))
+
+    # -- configuration ----------------------------------------------------------------------
+    def config(self) -> dict:
+        """What a model file stores next to the tensors (the mask itself is a saved buffer, so
+        a custom connection pattern round-trips too)."""
+        return {"n_visible": self.n_visible, "n_hidden": self.n_hidden,
+                "units": self.units.spec(), "visible_visible": self.visible_visible,
+                "hidden_hidden": self.hidden_hidden, "visible_hidden": self.visible_hidden,
+                "temperature": self.temperature}
+
+    @classmethod
+    def from_config(cls, config: dict, **kwargs) -> "BoltzmannMachine":
+        return cls(int(config["n_visible"]), int(config["n_hidden"]),
+                   units=config.get("units", "bernoulli"),
+                   visible_visible=bool(config.get("visible_visible", True)),
+                   hidden_hidden=bool(config.get("hidden_hidden", True)),
+                   visible_hidden=bool(config.get("visible_hidden", True)),
+                   temperature=float(config.get("temperature", 1.0)), **kwargs)
+
+    def extra_repr(self) -> str:
+        groups = "custom" if self.custom_connectivity else ", ".join(
+            name for name, on in (("visible-visible", self.visible_visible),
+                                  ("hidden-hidden", self.hidden_hidden),
+                                  ("visible-hidden", self.visible_hidden)) if on) or "none"
+        return (f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, "
+                f"units={self.units.spec()!r}, connections={groups}, "
+                f"temperature={self.temperature:g}")
+
+    # -- structure ----------------------------------------------------------------------------
+    @property
+    def values(self) -> tuple[float, float]:
+        """(off, on) values of a unit: (0, 1) for Bernoulli, (-1, 1) for spins."""
+        return (0.0, 1.0) if self.units.name == "bernoulli" else (-1.0, 1.0)
+
+    @property
+    def visible_units(self) -> slice:
+        return slice(0, self.n_visible)
+
+    @property
+    def hidden_units(self) -> slice:
+        return slice(self.n_visible, self.n_units)
+
+    def visible_mask(self) -> torch.Tensor:
+        """Bool ``(n,)``: True for the visible units (the usual clamp of the positive phase)."""
+        m = torch.zeros(self.n_units, dtype=torch.bool, device=self.weight.device)
+        m[: self.n_visible] = True
+        return m
+
+    @torch.no_grad()
+    def constrain_(self) -> "BoltzmannMachine":
+        """Put the weights back on the model's structure, in place: ``W ← ½(W + Wᵀ) ⊙ mask``
+        (symmetric, zero diagonal, zero where units are not connected). Returns ``self``."""
+        w = self.weight
+        w.copy_((w + w.t()).mul_(0.5).mul_(self.mask))
+        return self
+
+    # -- input checks -------------------------------------------------------------------------
+    def check_states(self, s, name: str = "states") -> torch.Tensor:
+        """Check joint states: shape ``(m, n)`` (or ``(..., m, n)``), finite, in the units'
+        support; returned in the model's dtype and device."""
+        return self._check(s, self.n_units, name)
+
+    def check_visible(self, v, name: str = "v") -> torch.Tensor:
+        """Check visible states: shape ``(m, n_visible)``, at least one row, on the support."""
+        return self._check(v, self.n_visible, name)
+
+    def _check(self, x, width: int, name: str) -> torch.Tensor:
+        if not torch.is_tensor(x):
+            raise ValueError(f"{name}: expected a tensor of shape (m, {width}), "
+                             f"got {type(x).__name__}")
+        if x.dim() < 2 or x.shape[-1] != width:
+            raise ValueError(f"{name}: expected shape (m, {width}), got {tuple(x.shape)}")
+        if x.shape[-2] == 0:
+            raise ValueError(f"{name}: expected at least one row, got an empty batch")
+        x = x.to(device=self.weight.device, dtype=self.weight.dtype)
+        self.units.check(x, name)
+        return x
+
+    # -- fields and energies ------------------------------------------------------------------
+    def field(self, s: torch.Tensor) -> torch.Tensor:
+        """Local fields ``b + s W`` (each unit's energy gap ΔE_i), shape of ``s`` ``(m, n)``."""
+        return torch.matmul(s, self.weight) + self.bias
+
+    def conditional_mean(self, s: torch.Tensor, temperature: Optional[float] = None
+                         ) -> torch.Tensor:
+        """E[s_i | all other units] for every unit i, shape ``(m, n)``."""
+        t = self.temperature if temperature is None else _temperature(temperature)
+        return self.units.mean(self.field(s), 1.0 / t)
+
+    def energy(self, s: torch.Tensor) -> torch.Tensor:
+        """``E(s) = -½ sᵀWs - b·s``, shape ``(m,)`` (temperature does not enter the energy)."""
+        return -(0.5 * (torch.matmul(s, self.weight) * s).sum(-1) + torch.matmul(s, self.bias))
+
+    @torch.no_grad()
+    def init_visible_bias(self, data: torch.Tensor) -> None:
+        """Set the visible biases so that the visible units alone (zero weights) reproduce the
+        data's per-unit means at the model's temperature: ``T log p/(1-p)`` for 0/1 units,
+        ``T atanh(m)`` for spins. ``data``: ``(m, n_visible)``."""
+        mean = data.to(self.weight.device, self.weight.dtype).mean(0)
+        self.bias[: self.n_visible] = self.units.init_bias(mean) * self.temperature
