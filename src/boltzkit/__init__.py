@@ -4,10 +4,10 @@ Layers (data flows one way): data -> units/models -> samplers -> training -> eva
 """
 
 from .io import load, save
-from .models import RBM, BoltzmannMachine
+from .models import RBM, BoltzmannMachine, Hopfield
 from .units import Bernoulli, Gaussian, Softmax, Spin, get_units
 
 __version__ = "0.1.0"
 
 __all__ = ["RBM", "BoltzmannMachine", "save", "load", "Bernoulli", "Spin", "Gaussian", "Softmax",
-           "get_units", "__version__"]
+           "get_units", "Hopfield", "__version__"]

@@ -6,8 +6,10 @@ can round-trip it without pickle.
 """
 
 from .boltzmann import BoltzmannMachine
+from .hopfield import Hopfield
 from .rbm import RBM
 
-MODEL_CLASSES = {"RBM": RBM, "BoltzmannMachine": BoltzmannMachine}
+MODEL_CLASSES = {"RBM": RBM, "BoltzmannMachine": BoltzmannMachine,
+                 "Hopfield": Hopfield}
 
-__all__ = ["RBM", "BoltzmannMachine", "MODEL_CLASSES"]
+__all__ = ["RBM", "BoltzmannMachine", "Hopfield", "MODEL_CLASSES"]
