@@ -45,6 +45,10 @@ class atomic_write:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            # mkstemp creates the file readable by its owner only: give it the usual mode
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)

@@ -90,9 +90,10 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             raise ValueError(f"method: expected 'cd' or 'pcd', got {self.method!r}")
 
     def _tensor(self, X, reset):
+        """Validated X as a float32 tensor, and the numpy dtype results are returned in."""
         X = validate_data(self, X, reset=reset, dtype=(np.float64, np.float32),
                           accept_sparse=False)
-        return torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.device)
+        return torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.device), X.dtype
 
     def _estimator(self):
         return CD(int(self.k)) if self.method == "cd" else PCD(int(self.k), int(self.batch_size))
@@ -121,7 +122,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def fit(self, X, y=None):
         """Fit the model to X of shape (n_samples, n_features). Returns self."""
         self._validate_params()
-        v = self._tensor(X, reset=True)
+        v, _ = self._tensor(X, reset=True)
         self._seed_ = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         self._gen_ = self._generator()
         self.model_ = RBM(v.shape[1], int(self.n_components), self.visible, self.hidden,
@@ -133,7 +134,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """One pass of updates over X (in mini-batches). Returns self."""
         self._validate_params()
         first = not hasattr(self, "model_")
-        v = self._tensor(X, reset=first)
+        v, _ = self._tensor(X, reset=first)
         if first:
             self._seed_ = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
             self._gen_ = self._generator()
@@ -144,28 +145,35 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     @torch.no_grad()
     def transform(self, X):
-        """Hidden activation probabilities E[h | v], shape (n_samples, n_components)."""
+        """Hidden activation probabilities E[h | v], shape (n_samples, n_components), in X's
+        floating dtype."""
         check_is_fitted(self)
-        v = self.model_.check_visible(self._tensor(X, reset=False), "X", relaxed=True)
-        return self.model_.hidden_mean(v).cpu().numpy()
+        v, dtype = self._tensor(X, reset=False)
+        v = self.model_.check_visible(v, "X", relaxed=True)
+        return self.model_.hidden_mean(v).cpu().numpy().astype(dtype, copy=False)
 
     @torch.no_grad()
     def score_samples(self, X):
-        """Pseudo-log-likelihood of each row, shape (n_samples,): as BernoulliRBM, the stochastic
-        estimate that flips one randomly chosen unit per row (for binary visible units)."""
+        """Pseudo-log-likelihood of each row, shape (n_samples,), in nats.
+
+        Unlike BernoulliRBM, which flips one randomly chosen unit per row and scales by the
+        number of features (an unbiased but noisy estimate), this sums log p(v_i | v_-i) over
+        every unit: deterministic and exact, at n_features times the cost."""
         from .evaluation import pseudo_likelihood
 
         check_is_fitted(self)
-        v = self.model_.check_visible(self._tensor(X, reset=False), "X", relaxed=True)
-        return pseudo_likelihood(self.model_, v, generator=self._gen_).cpu().numpy()
+        v, dtype = self._tensor(X, reset=False)
+        v = self.model_.check_visible(v, "X", relaxed=True)
+        return pseudo_likelihood(self.model_, v).cpu().numpy().astype(dtype, copy=False)
 
     @torch.no_grad()
     def gibbs(self, v):
         """One block-Gibbs step from visible states v (n_samples, n_features); returns the new
         visible sample, shape (n_samples, n_features)."""
         check_is_fitted(self)
-        t = self.model_.check_visible(self._tensor(v, reset=False), "v", relaxed=True)
-        return self.model_.gibbs_vhv(t, self._gen_)[1].cpu().numpy()
+        t, dtype = self._tensor(v, reset=False)
+        t = self.model_.check_visible(t, "v", relaxed=True)
+        return self.model_.gibbs_vhv(t, self._gen_)[1].cpu().numpy().astype(dtype, copy=False)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
