@@ -1,0 +1,133 @@
+"""``boltzkit evaluate``: log Z, log-likelihood, pseudo-likelihood and reconstruction error of a
+saved RBM on a data set (exact, AIS, reverse AIS or both sides of the bracket)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+__all__ = ["register", "prepare_eval_data"]
+
+NAMED = ("digits", "mnist", "binarized-mnist")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="log Z, log-likelihood and pseudo-likelihood of a saved RBM",
+        description="Evaluate a saved RBM on a data set: reconstruction error, pseudo-likelihood, "
+                    "log Z (exact, AIS, reverse AIS) and the mean log-likelihood in nats.")
+    p.add_argument("model", help="model file (.safetensors written by boltzkit)")
+    p.add_argument("--data", default="digits",
+                   help="digits, mnist, binarized-mnist, PATH.npy or PATH.csv (default: digits)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test", "all"],
+                   help="data split (default: test; ignored for files)")
+    p.add_argument("--log-z", default="auto", choices=["auto", "exact", "ais", "reverse-ais",
+                                                       "both"],
+                   help="how log Z is found: auto = exact when a layer has <= 24 binary units, "
+                        "else forward AIS; both = forward and reverse AIS (default: auto)")
+    p.add_argument("--chains", type=int, default=100, help="AIS chains (default: 100)")
+    p.add_argument("--betas", type=int, default=None,
+                   help="AIS annealing steps (default: 14500, Salakhutdinov & Murray's schedule)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--binarize", choices=["threshold", "sample", "none"], default="threshold",
+                   help="how grey data become 0/1 for bernoulli or spin visible units "
+                        "(default: threshold at 0.5; 0/1 data are left as they are)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=evaluate_command)
+
+
+def prepare_eval_data(x: torch.Tensor, model, transform: dict, binarize: str, generator=None):
+    """Map loaded data onto the model's visible support: binarise grey values for bernoulli /
+    spin units (unless already 0/1), ±1 for spins, the training standardisation (stored in the
+    model file) for Gaussian units."""
+    from .. import data as bdata
+
+    name = model.visible.name
+    if name in ("bernoulli", "spin"):
+        is_binary = bool(((x == 0) | (x == 1)).all())
+        is_spin = bool(((x == -1) | (x == 1)).all())
+        if name == "spin" and is_spin:
+            return x
+        if not is_binary:
+            if binarize == "none":
+                raise ValueError(f"--binarize none: the model's {name} units need 0/1 data, the "
+                                 f"data hold values in [{x.min().item():g}, {x.max().item():g}]")
+            lo, hi = x.min().item(), x.max().item()
+            if lo < 0 or hi > 1:
+                raise ValueError(f"--data: values in [{lo:g}, {hi:g}] cannot be binarised "
+                                 f"(expected [0, 1])")
+            x = bdata.binarize(x, binarize, generator=generator)
+        return x * 2.0 - 1.0 if name == "spin" else x
+    if name == "gaussian":
+        std = (transform or {}).get("standardize")
+        if std:
+            x, _, _ = bdata.standardize(x, torch.tensor(std["mean"]), torch.tensor(std["std"]))
+    return x
+
+
+def _fmt(x, digits=3):
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _table(result: dict, title: str) -> str:
+    lines = [title,
+             f"  rows                      {result['n_rows']}",
+             f"  reconstruction error      {result['reconstruction_error']:.5f} (mean squared, "
+             f"per unit)",
+             f"  pseudo-likelihood         {result['pseudo_likelihood']:.3f} ± "
+             f"{result['pseudo_likelihood_std_error']:.3f} nats/row "
+             f"({result['pseudo_likelihood_method']})"]
+    for name, e in result["estimates"].items():
+        lo, hi = e["log_z_interval"]
+        extra = "" if name == "exact" else (f"  ESS {e['ess']:.1f}/{e['n_chains']}, "
+                                            f"{e['n_betas'] - 1} steps")
+        lines.append(f"  log Z ({name:11s})       {_fmt(e['log_z'])}  [{_fmt(lo)}, {_fmt(hi)}]"
+                     f"{extra}  ({e['seconds']:.1f} s)")
+        lines.append(f"  log-likelihood ({name:11s}) {_fmt(e['log_likelihood'])} ± "
+                     f"{_fmt(e['log_likelihood_std_error'])} nats/row")
+    if "log_likelihood_bracket" in result:
+        lo, hi = result["log_likelihood_bracket"]
+        lines.append(f"  bracket (reverse, forward) [{_fmt(lo)}, {_fmt(hi)}]")
+    return "\n".join(lines)
+
+
+def evaluate_command(args) -> int:
+    from .. import data as bdata
+    from ..evaluation import evaluate
+    from ..io import load, read_metadata
+
+    if args.chains < 2:
+        raise ValueError(f"--chains: expected an integer >= 2, got {args.chains}")
+    if args.betas is not None and args.betas < 1:
+        raise ValueError(f"--betas: expected a positive number of steps, got {args.betas}")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device: {args.device} asked for, but this PyTorch has no CUDA device")
+    meta = read_metadata(args.model)
+    if meta["model"] != "RBM":
+        raise ValueError(f"model: 'boltzkit evaluate' evaluates RBMs, {args.model} holds a "
+                         f"{meta['model']}")
+    model = load(args.model, device=device)
+    transform = (meta.get("extra") or {}).get("transform") or {}
+    gen = torch.Generator().manual_seed(args.seed)
+    ds = bdata.load_dataset(args.data, args.split)
+    x = prepare_eval_data(ds.data, model, transform, args.binarize, gen)
+    base = None
+    if args.data in NAMED and args.split != "train":
+        # the AIS base-rate model comes from the training data (Salakhutdinov & Murray)
+        base = prepare_eval_data(bdata.load_dataset(args.data, "train").data, model, transform,
+                                 args.binarize, gen)
+    x = model.check_visible(x, "--data")
+    result = evaluate(model, x, log_z=args.log_z, chains=args.chains, betas=args.betas,
+                      seed=args.seed, base_data=base if base is None else
+                      model.check_visible(base, "--data (train split)"))
+    result = {"model_file": str(args.model), "data": ds.name, **result}
+    if args.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        cfg = result["model"]
+        print(_table(result, f"{args.model}: {cfg.get('n_visible')}x{cfg.get('n_hidden')} "
+                             f"{cfg.get('visible')}-{cfg.get('hidden')} RBM on {ds.name}"))
+    return 0
