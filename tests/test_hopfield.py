@@ -258,3 +258,31 @@ def test_capacity_small_network():
     assert again["rules"]["hebbian"] == heb
     with pytest.raises(ValueError, match="rules"):
         capacity(n_units=60, rules=["nope"])
+
+
+# -- command line ----------------------------------------------------------------------------
+
+def test_cli_capacity(tmp_path, capsys):
+    import json
+
+    from boltzkit.cli import main
+
+    rc = main(["hopfield", "capacity", "--n", "40", "--trials", "2", "--loads", "0.05,0.5",
+               "--rule", "hebbian", "--rules", "storkey", "--out", str(tmp_path), "--json"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((tmp_path / "capacity.json").read_text())
+    assert printed == written and list(printed["rules"]) == ["hebbian", "storkey"]
+    assert (tmp_path / "capacity.png").stat().st_size > 0
+    assert main(["hopfield", "capacity", "--rule", "oja", "--out", str(tmp_path)]) == 2
+    assert "--rule" in capsys.readouterr().err
+
+
+def test_cli_recall(tmp_path, capsys):
+    from boltzkit.cli import main
+
+    out = tmp_path / "recall.png"
+    rc = main(["hopfield", "recall", "--dataset", "digits", "--n-patterns", "3", "--noise",
+               "0.1", "--rule", "pseudoinverse", "--out", str(out)])
+    assert rc == 0 and out.stat().st_size > 0
+    assert "pseudoinverse" in capsys.readouterr().out
