@@ -286,3 +286,17 @@ def test_cli_recall(tmp_path, capsys):
                "0.1", "--rule", "pseudoinverse", "--out", str(out)])
     assert rc == 0 and out.stat().st_size > 0
     assert "pseudoinverse" in capsys.readouterr().out
+
+
+def test_cli_spurious(capsys):
+    import json
+
+    from boltzkit.cli import main
+
+    rc = main(["hopfield", "spurious", "--n", "60", "--n-patterns", "3", "--starts", "200",
+               "--rule", "hebbian", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)["rules"]["hebbian"]
+    assert sum(res["starts"].values()) == 200 and res["distinct"]["stored"] == 3
+    assert main(["hopfield", "spurious", "--n", "60", "--n-patterns", "3", "--starts", "50"]) == 0
+    assert "mixture of 3" in capsys.readouterr().out

@@ -109,6 +109,19 @@ def register(subparsers) -> None:
     rec.add_argument("--json", action="store_true", help="print the results as JSON")
     rec.set_defaults(func=_recall)
 
+    spu = sub.add_parser(
+        "spurious", help="count the fixed points reached from random states",
+        description="Store random patterns, run asynchronous recall from many random states and "
+                    "count the distinct fixed points reached: stored patterns, their negations, "
+                    "mixtures of three patterns and other spurious states.")
+    spu.add_argument("--n", type=int, default=200, help="number of units N (default 200)")
+    spu.add_argument("--n-patterns", type=int, default=10, help="patterns stored (default 10)")
+    spu.add_argument("--starts", type=int, default=2000, help="random starts (default 2000)")
+    _add_rule_options(spu)
+    spu.add_argument("--seed", type=int, default=0)
+    spu.add_argument("--json", action="store_true", help="print the results as JSON")
+    spu.set_defaults(func=_spurious)
+
 
 def _positive(value, name):
     if value < 1:
@@ -218,4 +231,39 @@ def _recall(args) -> int:
         ov = ", ".join(f"{v:.2f}" for v in r["overlaps"])
         print(f"  {rule:>13}: {r['exact']}/{xi.shape[0]} recalled exactly; overlaps {ov}")
     print(f"wrote {png}")
+    return 0
+
+
+def _spurious(args) -> int:
+    import torch
+
+    from ..experiments.hopfield import count_spurious, random_patterns
+    from ..models.hopfield import Hopfield
+
+    rules = _rules(args)
+    _positive(args.n_patterns, "--n-patterns")
+    _positive(args.starts, "--starts")
+    if args.n < 2:
+        raise ValueError(f"--n: expected at least 2 units, got {args.n}")
+    patterns = random_patterns(args.n_patterns, args.n,
+                               torch.Generator().manual_seed(args.seed))
+    report = {"n_units": args.n, "n_patterns": args.n_patterns, "n_starts": args.starts,
+              "seed": args.seed, "rules": {}}
+    for rule in rules:
+        net = Hopfield(args.n, rule).store(patterns)
+        res = count_spurious(net, args.starts, torch.Generator().manual_seed(args.seed + 1))
+        report["rules"][rule] = res.to_dict()
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"N = {args.n}, {args.n_patterns} random patterns, {args.starts} random starts; "
+          f"distinct fixed points (starts ending there):")
+    print(f"{'rule':>13} {'stored':>12} {'reversed':>12} {'mixture of 3':>13} {'other':>12}")
+    for rule, r in report["rules"].items():
+        cells = " ".join(f"{r['distinct'][c]:>5} ({r['starts'][c]:>4})".rjust(w) for c, w in
+                         (("stored", 12), ("reversed", 12), ("mixture3", 13), ("other", 12)))
+        note = "" if r["mixtures_checked"] else "  (mixtures not checked: too many patterns)"
+        stuck = r["starts"]["not_converged"]
+        print(f"{rule:>13} {cells}" + (f"  {stuck} starts did not converge" if stuck else "")
+              + note)
     return 0
