@@ -192,22 +192,38 @@ class _OneBlasThread:
         return False
 
 
-def _block_loop_numpy(wb: np.ndarray, g: np.ndarray, out: np.ndarray, k: int) -> None:
-    """Sequential decisions inside one block (see the module docstring).
+def _loop_views(wb: np.ndarray, g: np.ndarray, out: np.ndarray) -> list:
+    """Per-unit views of the block workspaces, made once per sweep: the loop then does no
+    slicing. 2-D workspaces use ``np.dot`` (a matrix-vector product), stacks ``np.matmul``."""
+    k = wb.shape[-1]
+    if wb.ndim == 2:
+        return [(wb[j, :j], out[:j], g[j], out[j]) for j in range(k)]
+    return [(wb[..., j:j + 1, :j], out[..., :j, :], g[..., j:j + 1, :], out[..., j:j + 1, :])
+            for j in range(k)]
 
-    wb : ``(..., K, K)`` scaled block sub-matrix (rows: units in update order)
-    g : ``(..., K, m)`` thresholds minus fields, corrected for the old states
-    out : ``(..., K, m)`` receives the new 0/1 states of the block's first k units
-    """
-    for j in range(k):
-        np.greater(wb[..., j:j + 1, :j] @ out[..., :j, :], g[..., j:j + 1, :],
-                   out=out[..., j:j + 1, :])
+
+def _block_loop_numpy(views: list, k: int, stacked: bool) -> None:
+    """Sequential decisions inside one block (see the module docstring): unit j of the block
+    is on iff ``sum_{l<j} wb[j, l] new_l > g_j``, where ``wb`` is the scaled block sub-matrix
+    (rows in update order) and ``g`` the thresholds minus the fields at the start of the block,
+    corrected for the old states; ``new`` rows are written into the ``out`` workspace."""
+    gt = np.greater
+    prod = np.matmul if stacked else np.dot
+    for w, prev, g, o in views[:k]:
+        gt(prod(w, prev), g, o)
 
 
 def _block_loop_torch(wb: torch.Tensor, g: torch.Tensor, out: torch.Tensor, k: int) -> None:
     for j in range(k):
         torch.gt(torch.matmul(wb[..., j:j + 1, :j], out[..., :j, :]), g[..., j:j + 1, :],
                  out=out[..., j:j + 1, :])
+
+
+def _cols(x: torch.Tensor, blk: "_Block", units: torch.Tensor) -> torch.Tensor:
+    """``x[..., units]``: a view when the block is a contiguous range in ascending order."""
+    if blk.start >= 0 and blk.restore is None:
+        return x.narrow(-1, blk.start, units.shape[0])
+    return x.index_select(-1, units)
 
 
 def _rows(w: torch.Tensor, units: torch.Tensor, start: int) -> torch.Tensor:
@@ -315,7 +331,8 @@ def _blocked_sweep(p: _Params, s, f, theta, plan, block_size) -> SequentialState
     out = torch.empty((*lead, kmax, m), dtype=w.dtype, device=w.device)
     use_numpy = s.device.type == "cpu"
     if use_numpy:
-        wb_np, g_np, out_np = wb.numpy(), g.numpy(), out.numpy()
+        views = _loop_views(wb.numpy(), g.numpy(), out.numpy())
+        stacked = wb.dim() > 2
     guard = _OneBlasThread() if use_numpy else None
     if guard is not None:
         guard.__enter__()
@@ -323,17 +340,23 @@ def _blocked_sweep(p: _Params, s, f, theta, plan, block_size) -> SequentialState
         for blk in plan:
             units = blk.units.to(s.device)
             k = units.shape[0]
-            sub = w.index_select(-2, units).index_select(-1, units)  # (..., k, k)
+            if blk.start >= 0:  # a contiguous range, maybe in a random order within
+                sub = w.narrow(-2, blk.start, k).narrow(-1, blk.start, k)
+                if blk.restore is not None:
+                    local = units - blk.start
+                    sub = sub.index_select(-2, local).index_select(-1, local)
+            else:
+                sub = w.index_select(-2, units).index_select(-1, units)  # (..., k, k)
             torch.mul(sub, scale, out=wb[..., :k, :k])
-            old = s01.index_select(-1, units).transpose(-1, -2)  # (..., k, m)
+            old = _cols(s01, blk, units).transpose(-1, -2)  # (..., k, m)
             # thresholds minus the fields at the start of the block, plus the old states'
             # part of the within-block correction (so that the loop needs only new states)
             gk = g[..., :k, :]
-            torch.sub(theta.index_select(-1, units).transpose(-1, -2),
-                      f.index_select(-1, units).transpose(-1, -2), out=gk)
+            torch.sub(_cols(theta, blk, units).transpose(-1, -2),
+                      _cols(f, blk, units).transpose(-1, -2), out=gk)
             gk.add_(torch.matmul(torch.tril(wb[..., :k, :k], -1), old))
             if use_numpy:
-                _block_loop_numpy(wb_np, g_np, out_np, k)
+                _block_loop_numpy(views, k, stacked)
             else:
                 _block_loop_torch(wb, g, out, k)
             new = out[..., :k, :]
