@@ -15,7 +15,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 # modules under boltzkit.cli that contribute subcommands, in the order of `boltzkit --help`
-COMMAND_MODULES = ["rbm", "evaluate", "hopfield", "toy"]
+COMMAND_MODULES = ["rbm", "evaluate", "hopfield", "bm", "toy"]
 
 
 def build_parser() -> argparse.ArgumentParser:
