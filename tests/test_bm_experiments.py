@@ -123,9 +123,3 @@ def test_bm_mnist_rejects_bad_settle(capsys, tmp_path):
     assert main(["bm", "mnist", "--settle", "1,2", "--out", str(tmp_path)]) == 2
     assert "settle" in capsys.readouterr().err
 
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@pytest.mark.parametrize("method", ["paper", "fast"])
-def test_encoder_runs_on_cuda(method):
-    res = E.run_encoder("4-2-4", runs=4, max_cycles=3, method=method, device="cuda")
-    assert res["cycles_run"] == 3 and len(res["cycles"]) == 4
