@@ -9,6 +9,10 @@ interleaved, medians of ``--repeats``.
 
 The model is random (weights N(0, 0.05²), biases N(0, 0.5²)) unless ``--model FILE`` names a
 saved 784x500 RBM; the time of AIS does not depend on the weights' values.
+
+Both wall-clock and process CPU time are recorded: on a shared machine whose load changes from
+minute to minute, the CPU time of a one-thread run (``--threads 1``) measures the work done and
+is the steadier figure; wall time is what a user waits.
 """
 
 from __future__ import annotations
@@ -35,12 +39,12 @@ def floor_run(w, steps, n_chains, gen, device):
     c = torch.empty(n_chains, w.shape[1], device=device)
     o = torch.empty(n_chains, w.shape[0], device=device)
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         torch.mm(v, w, out=c)
         torch.mm(h, wt, out=o)
     _sync(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(argv=None):
@@ -75,39 +79,40 @@ def main(argv=None):
     def ais_run(seed):
         gen = torch.Generator(device=device).manual_seed(seed)
         _sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = ev.ais(model, n_chains=args.chains, betas=betas, generator=gen)
         _sync(device)
-        return time.perf_counter() - t0, res
+        return time.perf_counter() - t0, time.process_time() - c0, res
 
     # warm-up (allocator, kernels) on a short schedule
     ev.ais(model, n_chains=args.chains, betas=200,
            generator=torch.Generator(device=device).manual_seed(99))
     floor_run(w, 200, args.chains, torch.Generator(device=device).manual_seed(1), device)
-    floors, runs, results = [], [], []
+    floors, runs, floors_cpu, runs_cpu, results = [], [], [], [], []
     for r in range(args.repeats):
-        floors.append(floor_run(w, args.steps, args.chains,
-                                torch.Generator(device=device).manual_seed(r), device))
-        t, res = ais_run(r)
-        runs.append(t)
+        fw, fc = floor_run(w, args.steps, args.chains,
+                           torch.Generator(device=device).manual_seed(r), device)
+        aw, ac, res = ais_run(r)
+        floors.append(fw), floors_cpu.append(fc), runs.append(aw), runs_cpu.append(ac)
         results.append(res.log_z)
-        print(f"repeat {r + 1}: floor {floors[-1]:.2f} s, AIS {t:.2f} s (ratio {t / floors[-1]:.3f})"
-              f", log Z {res.log_z:.3f}", flush=True)
-    fm, am = statistics.median(floors), statistics.median(runs)
-    ratios = [a / f for a, f in zip(runs, floors)]
+        print(f"repeat {r + 1}: floor {fw:.2f} s wall / {fc:.2f} s cpu, AIS {aw:.2f} s wall / "
+              f"{ac:.2f} s cpu (ratio wall {aw / fw:.3f}, cpu {ac / fc:.3f}), log Z "
+              f"{res.log_z:.3f}", flush=True)
+    med = statistics.median
     out = {"device": str(device), "threads": torch.get_num_threads(), "steps": args.steps,
-           "chains": args.chains, "repeats": args.repeats, "floor_s_median": fm,
-           "ais_s_median": am, "ratio_of_medians": am / fm,
-           "ratio_median_of_pairs": statistics.median(ratios), "floors_s": floors,
-           "ais_s": runs, "log_z": results, "torch": torch.__version__,
-           "python": platform.python_version(),
+           "chains": args.chains, "repeats": args.repeats,
+           "floor_wall_s": floors, "ais_wall_s": runs, "floor_cpu_s": floors_cpu,
+           "ais_cpu_s": runs_cpu, "ratio_wall_of_medians": med(runs) / med(floors),
+           "ratio_cpu_of_medians": med(runs_cpu) / med(floors_cpu),
+           "log_z": results, "torch": torch.__version__, "python": platform.python_version(),
            "cpu": platform.processor() or platform.machine()}
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
-    print(f"median: floor {fm:.2f} s ({fm / args.steps * 1e3:.3f} ms/step), AIS {am:.2f} s "
-          f"({am / args.steps * 1e3:.3f} ms/step); ratio of medians {am / fm:.3f}, median "
-          f"ratio of pairs {statistics.median(ratios):.3f}  [{torch.get_num_threads()} threads, "
-          f"{device}]")
+    print(f"median wall: floor {med(floors):.2f} s ({med(floors) / args.steps * 1e3:.3f} "
+          f"ms/step), AIS {med(runs):.2f} s ({med(runs) / args.steps * 1e3:.3f} ms/step), "
+          f"ratio {med(runs) / med(floors):.3f}")
+    print(f"median cpu:  floor {med(floors_cpu):.2f} s, AIS {med(runs_cpu):.2f} s, ratio "
+          f"{med(runs_cpu) / med(floors_cpu):.3f}  [{torch.get_num_threads()} threads, {device}]")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
