@@ -45,6 +45,7 @@ __all__ = [
     "Gaussian",
     "Softmax",
     "get_units",
+    "uniform",
     "UNIT_NAMES",
 ]
 
@@ -54,9 +55,41 @@ UNIT_NAMES = ("bernoulli", "spin", "gaussian", "softmax")
 def _check_finite(s: torch.Tensor, name: str) -> None:
     if not torch.is_tensor(s):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(s).__name__}")
-    if s.numel() and not torch.isfinite(s).all():
+    # fast path, one reduction: a finite sum means every entry is finite (a NaN or inf entry
+    # makes the sum NaN or inf); a sum that overflows falls through to the exact test
+    if not s.numel() or not s.is_floating_point() or torch.isfinite(s.sum()):
+        return
+    if not torch.isfinite(s).all():
         bad = "NaN" if torch.isnan(s).any() else "inf"
         raise ValueError(f"{name}: expected finite values, found {bad}")
+
+
+def _within(s: torch.Tensor, lo: float, hi: float) -> bool:
+    """True if every entry of ``s`` lies in [lo, hi] (False for NaN): one pass over ``s``."""
+    if not s.numel():
+        return True
+    smin, smax = torch.aminmax(s)
+    return bool(smin >= lo) and bool(smax <= hi)
+
+
+def uniform(shape, generator: Optional[torch.Generator] = None, dtype=torch.float32,
+            device=None) -> torch.Tensor:
+    """Uniform draws on [0, 1), shape ``shape``: what ``torch.rand`` gives, faster on the CPU.
+
+    For float32 on the CPU, ``torch.rand`` turns one 32-bit draw of the generator into one
+    number with 24 random bits (the float32 grid k / 2^24). Here each 64-bit draw (uniform over
+    [0, 2^63), ``Tensor.random_``) gives two such numbers, its bits 0-23 and 32-55: the same
+    distribution on the same grid, with half the generator calls, which are the cost (about a
+    fifth less time for a Bernoulli draw of a 100x784 layer). Other dtypes and devices use
+    ``torch.rand``. Equal generator states give equal draws.
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    if dtype != torch.float32 or device.type != "cpu":
+        return torch.rand(shape, generator=generator, dtype=dtype, device=device)
+    n = math.prod(shape)
+    bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=device)
+    bits = bits.random_(generator=generator).view(torch.int32)[:n]
+    return bits.bitwise_and_(0xFFFFFF).view(shape).to(dtype).mul_(2.0 ** -24)
 
 
 class Units(abc.ABC):
@@ -149,13 +182,22 @@ class Bernoulli(Units):
         return torch.sigmoid(field * beta if beta != 1.0 else field)
 
     def sample_from_mean(self, mean, generator=None):
-        u = torch.rand(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-        return (u < mean).to(mean.dtype)
+        u = uniform(mean.shape, generator, mean.dtype, mean.device)
+        # the comparison is written over the uniforms: one buffer, no bool tensor, no cast
+        # (a sample is not differentiable: ``detach`` only lets ``out=`` accept a graph input)
+        return torch.lt(u, mean.detach(), out=u)
 
     def log_partition(self, field, beta=1.0):
         return F.softplus(field * beta if beta != 1.0 else field).sum(-1)
 
     def check(self, s, name="input", relaxed=False):
+        # fast path (a single min/max pass, which also rejects NaN and inf): training data is
+        # checked on every fit, and the elementwise masks below took about a third as long as
+        # an epoch's matrix products on 10000 MNIST rows (784x500); they now only run to name
+        # the bad value
+        if torch.is_tensor(s) and s.is_floating_point() and _within(s, 0.0, 1.0) and (
+                relaxed or not s.numel() or torch.equal(s, s.round())):
+            return
         _check_finite(s, name)
         if relaxed:
             bad = (s < 0) | (s > 1)
@@ -187,7 +229,7 @@ class Spin(Units):
         return torch.tanh(field * beta if beta != 1.0 else field)
 
     def sample_from_mean(self, mean, generator=None):
-        u = torch.rand(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        u = uniform(mean.shape, generator, mean.dtype, mean.device)
         return ((u < 0.5 * (1.0 + mean)).to(mean.dtype) * 2.0 - 1.0)
 
     def log_partition(self, field, beta=1.0):
