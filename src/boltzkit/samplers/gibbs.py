@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-__all__ = ["GibbsState", "init", "step", "run"]
+__all__ = ["GibbsState", "init", "step", "run", "sample_visible"]
 
 
 class GibbsState(NamedTuple):
@@ -38,12 +38,18 @@ def init(model, visible: torch.Tensor, generator: Optional[torch.Generator] = No
     return GibbsState(visible, model.hidden.sample_from_mean(mean, generator), mean)
 
 
+def sample_visible(model, hidden: torch.Tensor, generator: Optional[torch.Generator] = None,
+                   beta: float = 1.0) -> torch.Tensor:
+    """Half a sweep: a draw of v ~ p(v | hidden), shape ``(n_chains, n_visible)`` for ``hidden``
+    ``(n_chains, n_hidden)`` (for callers, like CD's last step, that need no hidden draw after)."""
+    return model.visible.sample_from_mean(model.visible.mean(model.visible_field(hidden), beta),
+                                          generator)
+
+
 def step(model, state: GibbsState, generator: Optional[torch.Generator] = None,
          beta: float = 1.0) -> GibbsState:
     """One full block-Gibbs sweep: v ~ p(v | h), then h ~ p(h | v). Pure: returns a new state."""
-    v_mean = model.visible.mean(model.visible_field(state.hidden), beta)
-    v = model.visible.sample_from_mean(v_mean, generator)
-    return init(model, v, generator, beta)
+    return init(model, sample_visible(model, state.hidden, generator, beta), generator, beta)
 
 
 def run(model, state: GibbsState, n_steps: int, generator: Optional[torch.Generator] = None,

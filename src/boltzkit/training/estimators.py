@@ -16,6 +16,11 @@ only in how they get the model statistics:
 Each returns the gradient of the *loss* (the negative mean log-likelihood), so that it can be
 handed to any ``torch.optim`` optimiser as ``.grad``. Estimators are pure: the persistent chains
 are a state the caller passes in and gets back.
+
+:class:`CD` and :class:`PCD` also offer ``statistics(model, v, state, generator)``, which returns
+the samples themselves (:class:`Statistics`) instead of the gradient they make: the fit loop
+uses it to fold the weight update into the two gradient products (``W.addmm_``), which spares
+building the ``(n_visible, n_hidden)`` gradient and a pass over it at every step.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import torch
 from .. import exact
 from ..samplers import gibbs
 
-__all__ = ["Gradient", "CD", "PCD", "ExactGradient", "statistics_gradient"]
+__all__ = ["Gradient", "Statistics", "CD", "PCD", "ExactGradient", "statistics_gradient"]
 
 
 class Gradient(NamedTuple):
@@ -38,11 +43,27 @@ class Gradient(NamedTuple):
     hidden_bias: torch.Tensor
 
 
+class Statistics(NamedTuple):
+    """Positive and negative samples whose statistics make the loss gradient (rows are samples;
+    hidden entries may be conditional means). See :func:`statistics_gradient`.
+
+    v_pos : ``(n_pos, n_visible)``;  h_pos : ``(n_pos, n_hidden)``
+    v_neg : ``(n_neg, n_visible)``;  h_neg : ``(n_neg, n_hidden)``
+    """
+
+    v_pos: torch.Tensor
+    h_pos: torch.Tensor
+    v_neg: torch.Tensor
+    h_neg: torch.Tensor
+
+
 def statistics_gradient(v_pos, h_pos, v_neg, h_neg) -> Gradient:
     """Loss gradient from positive samples ``(v_pos, h_pos)`` and negative samples
     ``(v_neg, h_neg)`` (rows are samples; h may be conditional means). Two matrix products."""
     n_pos, n_neg = v_pos.shape[0], v_neg.shape[0]
-    gw = torch.mm(v_neg.t(), h_neg).div_(n_neg)
+    # the 1/n scalings ride on the products (beta=0: the uninitialised buffer is ignored)
+    gw = torch.addmm(v_pos.new_empty(v_pos.shape[1], h_pos.shape[1]), v_neg.t(), h_neg,
+                     beta=0.0, alpha=1.0 / n_neg)
     gw.addmm_(v_pos.t(), h_pos, alpha=-1.0 / n_pos)
     gv = v_neg.mean(0) - v_pos.mean(0)
     gh = h_neg.mean(0) - h_pos.mean(0)
@@ -61,14 +82,24 @@ class CD:
     def init_state(self, model, data: torch.Tensor, generator=None) -> Any:
         return None
 
+    def statistics(self, model, v: torch.Tensor, state: Any = None,
+                   generator: Optional[torch.Generator] = None):
+        """Returns ``(Statistics, state)`` for a batch ``v`` ``(batch, n_visible)``: the data
+        with E[h | v], and the chains after ``k`` steps with E[h | v_k]."""
+        neg = gibbs.init(model, v, generator)
+        h_pos = neg.hidden_mean
+        for _ in range(self.k - 1):
+            neg = gibbs.step(model, neg, generator)
+        # the last sweep stops at E[h | v_k]: the statistics use the mean, so the hidden draw
+        # that gibbs.step would make there would never be used
+        v_neg = gibbs.sample_visible(model, neg.hidden, generator)
+        return Statistics(v, h_pos, v_neg, model.hidden_mean(v_neg)), state
+
     def __call__(self, model, v: torch.Tensor, state: Any = None,
                  generator: Optional[torch.Generator] = None):
         """Returns ``(Gradient, state)`` for a batch ``v`` ``(batch, n_visible)``."""
-        pos = gibbs.init(model, v, generator)
-        neg = pos
-        for _ in range(self.k):
-            neg = gibbs.step(model, neg, generator)
-        return statistics_gradient(v, pos.hidden_mean, neg.visible, neg.hidden_mean), state
+        stats, state = self.statistics(model, v, state, generator)
+        return statistics_gradient(*stats), state
 
     def __repr__(self):
         return f"CD(k={self.k})"
@@ -93,13 +124,15 @@ class PCD(CD):
         v0 = model.visible.sample_from_mean(v0, generator) if model.visible.discrete else v0
         return gibbs.init(model, v0, generator)
 
-    def __call__(self, model, v, state=None, generator=None):
+    def statistics(self, model, v, state=None, generator=None):
+        """Returns ``(Statistics, state)``: the data with E[h | v], and the persistent chains
+        after ``k`` more steps with their E[h | v]; ``state`` is the chains' new state."""
         if state is None:
             state = self.init_state(model, v, generator)
         h_pos = model.hidden_mean(v)
         for _ in range(self.k):
             state = gibbs.step(model, state, generator)
-        return statistics_gradient(v, h_pos, state.visible, state.hidden_mean), state
+        return Statistics(v, h_pos, state.visible, state.hidden_mean), state
 
     def __repr__(self):
         return f"PCD(k={self.k}, n_chains={self.n_chains})"
