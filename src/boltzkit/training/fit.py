@@ -1,9 +1,10 @@
 """The fit loop: mini-batches, an estimator, SGD with momentum and weight decay, callbacks.
 
 The driver is separate from the pluggable parts (NumPyro's habit): the estimator decides how
-the gradient is estimated (:mod:`boltzkit.training.estimators`), the optimiser is plain
-``torch.optim.SGD``, and everything that watches or stops training (progress bar, checkpoints,
-held-out monitoring, early stopping) is a :class:`Callback`.
+the gradient is estimated (:mod:`boltzkit.training.estimators`), the optimiser is SGD with
+momentum and weight decay (the update of ``torch.optim.SGD``, written out in :class:`_SGD` to
+spare its per-step Python bookkeeping), and everything that watches or stops training (progress
+bar, checkpoints, held-out monitoring, early stopping) is a :class:`Callback`.
 
 Reconstruction error is logged because it is cheap and people expect it, but it is *not* the
 objective CD or PCD optimise and is a poor guide to the likelihood (Hinton's practical guide,
@@ -47,6 +48,68 @@ def make_schedule(spec: Union[str, Callable[[float], float], None]) -> Callable[
         return spec
     raise ValueError(f"lr_schedule: expected 'constant', 'linear', 'cosine' or a callable, "
                      f"got {spec!r}")
+
+
+class _SGD:
+    """The update of ``torch.optim.SGD`` (no dampening, no Nesterov) on a fixed list of
+    parameters, each with its own weight decay::
+
+        g <- g + weight_decay * p;   buf <- momentum * buf + g (buf = g at the first step);
+        p <- p - lr * buf            (p <- p - lr * g without momentum)
+
+    Written out to spare ``torch.optim.SGD.step``'s per-step Python bookkeeping, and so that
+    :meth:`step_statistics` can fold the weight update into the gradient products. The
+    gradient tensors are never modified (estimators may return tensors they keep)."""
+
+    def __init__(self, params, weight_decays, momentum: float):
+        self.params, self.weight_decays, self.momentum = list(params), list(weight_decays), momentum
+        self.buffers = [None] * len(self.params)
+
+    def step(self, grads, lr: float, start: int = 0) -> None:
+        """One update from gradients shaped like the parameters (those before ``start`` are
+        skipped)."""
+        for i in range(start, len(self.params)):
+            p, g, wd = self.params[i], grads[i], self.weight_decays[i]
+            if wd:
+                g = g.add(p, alpha=wd)
+            if self.momentum:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = self.buffers[i] = g.clone()
+                else:
+                    buf.mul_(self.momentum).add_(g)
+                g = buf
+            p.add_(g, alpha=-lr)
+
+    def step_statistics(self, stats, lr: float) -> None:
+        """The same update from :class:`~boltzkit.training.estimators.Statistics` (parameters
+        ``(weight, visible_bias, hidden_bias)``): the weight gradient
+        ``v_negᵀ h_neg / n_neg - v_posᵀ h_pos / n_pos`` is never built; its two products are
+        accumulated straight into the momentum buffer, or into the weight when there is none."""
+        v_pos, h_pos, v_neg, h_neg = stats
+        a_neg, a_pos = 1.0 / v_neg.shape[0], -1.0 / v_pos.shape[0]
+        w, wd = self.params[0], self.weight_decays[0]
+        if self.momentum:
+            buf = self.buffers[0]
+            if buf is None:  # buf = g at the first step
+                buf = self.buffers[0] = torch.addmm(torch.empty_like(w), v_neg.t(), h_neg,
+                                                    beta=0.0, alpha=a_neg)
+            else:
+                buf.addmm_(v_neg.t(), h_neg, beta=self.momentum, alpha=a_neg)
+            buf.addmm_(v_pos.t(), h_pos, alpha=a_pos)
+            if wd:
+                buf.add_(w, alpha=wd)
+            w.add_(buf, alpha=-lr)
+        else:  # w <- (1 - lr wd) w - lr g
+            w.addmm_(v_neg.t(), h_neg, beta=1.0 - lr * wd, alpha=-lr * a_neg)
+            w.addmm_(v_pos.t(), h_pos, alpha=-lr * a_pos)
+        self.step((None, v_neg.mean(0) - v_pos.mean(0), h_neg.mean(0) - h_pos.mean(0)), lr,
+                  start=1)
+
+
+def _all_finite(params) -> bool:
+    """True if no parameter holds NaN or inf (one sum per tensor; exact test if a sum overflows)."""
+    return all(bool(torch.isfinite(p.sum())) or bool(torch.isfinite(p).all()) for p in params)
 
 
 @dataclass
@@ -95,7 +158,7 @@ class Checkpoint(Callback):
 
     def on_fit_end(self, state):
         # a diverged model (NaN/inf) is not written over the last good checkpoint
-        if all(torch.isfinite(p).all() for p in state.model.parameters()):
+        if _all_finite(state.model.parameters()):
             self._save(state)
 
 
@@ -133,8 +196,8 @@ def fit(model, data: torch.Tensor, *, estimator=None, epochs: int = 10, batch_si
     epochs, batch_size : int
         Passes over the shuffled data and rows per update (the last, smaller batch is kept).
     lr, momentum, weight_decay : float
-        ``torch.optim.SGD`` settings; weight decay (L2) applies to the weights only, not the
-        biases (Hinton's practical guide, section 9).
+        SGD settings, with the meaning (and the update) of ``torch.optim.SGD``; weight decay
+        (L2) applies to the weights only, not the biases (Hinton's practical guide, section 9).
     lr_schedule : "constant", "linear", "cosine" or callable(progress in [0,1)) -> multiplier
     init_visible_bias : bool
         Start the visible biases at the data's base rates (Hinton's practical guide, section 8).
@@ -169,54 +232,57 @@ def fit(model, data: torch.Tensor, *, estimator=None, epochs: int = 10, batch_si
     n_batches = math.ceil(n / batch_size)
     if init_visible_bias:
         model.init_visible_bias(data)
-    opt = torch.optim.SGD(
-        [{"params": [model.weight], "weight_decay": weight_decay},
-         {"params": [model.visible_bias, model.hidden_bias], "weight_decay": 0.0}],
-        lr=lr, momentum=momentum)
+    params = (model.weight, model.visible_bias, model.hidden_bias)
+    opt = _SGD(params, (weight_decay, 0.0, 0.0), momentum)
+    # CD and PCD hand out their samples: the update is folded into the products (unless a
+    # subclass changes the gradient that __call__ makes from them)
+    fused = type(estimator).__call__ is CD.__call__
     monitor = data[:monitor_size]
     state = FitState(model=model, epochs=epochs)
     cbs = list(callbacks)
     if progress:
         cbs.insert(0, _Progress(epochs * n_batches, epochs))
-    params = (model.weight, model.visible_bias, model.hidden_bias)
     with torch.no_grad():
         state.chains = estimator.init_state(model, data, generator)
         for cb in cbs:
             cb.on_fit_start(state)
         seconds = 0.0
+        step_lr = lr
         try:
             for epoch in range(epochs):
                 t0 = time.perf_counter()
                 perm = torch.randperm(n, generator=generator, device=generator.device)
                 perm = perm.to(data.device)
                 for b in range(n_batches):
-                    for group in opt.param_groups:
-                        group["lr"] = lr * schedule((epoch * n_batches + b) / (epochs * n_batches))
+                    step_lr = lr * schedule((epoch * n_batches + b) / (epochs * n_batches))
                     batch = data.index_select(0, perm[b * batch_size:(b + 1) * batch_size])
-                    grad, state.chains = estimator(model, batch, state.chains, generator)
-                    for p, g in zip(params, grad):
-                        p.grad = g
-                    opt.step()
+                    if fused:
+                        stats, state.chains = estimator.statistics(model, batch, state.chains,
+                                                                   generator)
+                        opt.step_statistics(stats, step_lr)
+                    else:
+                        grad, state.chains = estimator(model, batch, state.chains, generator)
+                        opt.step(grad, step_lr)
                     if progress:
                         cbs[0].bar.update(1)
                 seconds += time.perf_counter() - t0
-                state.epoch = epoch + 1
-                state.history.append({"epoch": epoch + 1,
-                                      "recon_error": reconstruction_error(model, monitor),
-                                      "lr": opt.param_groups[0]["lr"], "seconds": seconds})
-                for cb in cbs:
-                    cb.on_epoch_end(state)
-                if not all(torch.isfinite(p).all() for p in params):
+                # checked before the callbacks run, so that no checkpoint of a diverged model
+                # is written over the last good one
+                if not _all_finite(params):
                     raise FloatingPointError(
                         f"training diverged at epoch {epoch + 1}: parameters became NaN or inf "
                         f"(lower lr, currently {lr})")
+                state.epoch = epoch + 1
+                state.history.append({"epoch": epoch + 1,
+                                      "recon_error": reconstruction_error(model, monitor),
+                                      "lr": step_lr, "seconds": seconds})
+                for cb in cbs:
+                    cb.on_epoch_end(state)
                 if state.stop:
                     break
         except KeyboardInterrupt:
             state.interrupted = True
         finally:
-            for p in params:
-                p.grad = None
             for cb in cbs:
                 cb.on_fit_end(state)
     return state
