@@ -48,6 +48,13 @@ def test_api_shapes_and_dtypes(digits):
     assert v.shape == x.shape and set(np.unique(v)) <= {0.0, 1.0}
     assert list(rbm.get_feature_names_out()) == [f"rbmtransformer{i}" for i in range(12)]
     assert len(rbm.history_) == 2
+    binary = (x > 0.5) * 1.0
+    from boltzkit.evaluation import pseudo_likelihood
+    import torch
+    expected = pseudo_likelihood(rbm.model_, torch.tensor(binary, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(rbm.score_samples(binary), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"X: bernoulli units take values in \{0, 1\}"):
+        rbm.score_samples(x)  # grey values: no pseudo-likelihood
     # equal random_state, equal model; clone keeps the parameters only
     again = clone(rbm).fit(x)
     np.testing.assert_array_equal(again.components_, rbm.components_)

@@ -158,12 +158,13 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Unlike BernoulliRBM, which flips one randomly chosen unit per row and scales by the
         number of features (an unbiased but noisy estimate), this sums log p(v_i | v_-i) over
-        every unit: deterministic and exact, at n_features times the cost."""
+        every unit: deterministic and exact, at n_features times the cost. It is defined on the
+        units' support only: binarise grey data first (a ValueError says so)."""
         from .evaluation import pseudo_likelihood
 
         check_is_fitted(self)
         v, dtype = self._tensor(X, reset=False)
-        v = self.model_.check_visible(v, "X", relaxed=True)
+        v = self.model_.check_visible(v, "X")
         return pseudo_likelihood(self.model_, v).cpu().numpy().astype(dtype, copy=False)
 
     @torch.no_grad()
