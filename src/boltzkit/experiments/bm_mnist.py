@@ -15,12 +15,16 @@ more. Negative phase as in the 1985 procedure: fresh chains started from random 
 free for ``negative_settle`` sweeps before their statistics are taken. Three machines are
 trained identically except for that number:
 
-- too little settling: the negative chains are still close to their random start, so the
-  negative statistics describe noise rather than the model; learning then sees almost only the
-  positive phase (Hebbian learning) and nothing stops the weights from growing;
-- enough settling;
-- too much settling: ten times more sweeps than "enough", for about the same weights, at ten
-  times the cost.
+- too little settling (1 sweep): the negative chains are still near their random start, so
+  the negative statistics are not the machine's own and the update is not the likelihood
+  gradient; nothing in learning checks what the machine generates when it runs free;
+- enough settling (20 sweeps);
+- too much settling (200 sweeps): ten times the cost of "enough" for a learning signal that is
+  only slightly closer to the true gradient.
+
+What each machine generates is measured on 64 free-running samples: the mean absolute
+difference between the samples' and the data's pixel means, and the class of each sample's
+nearest training image. (BENCHMARKS.md records what we saw.)
 
 Pictures: each machine's hidden units' weights from the pixels (as 14x14 images) and samples the
 machine generates when running free (the same long run from random states for every machine),
@@ -117,13 +121,18 @@ def draw_samples(model, n: int = 16, sweeps: int = 500, seed: int = 1) -> torch.
     return st.states[:, : model.n_visible]
 
 
-def _sample_quality(samples: torch.Tensor, data: torch.Tensor) -> dict:
-    """Two plain figures about free-running samples: the mean absolute difference between the
-    samples' and the data's pixel means, and the mean Hamming distance (in pixels) from each
-    sample to its nearest training image."""
-    d = torch.cdist(samples, data, p=1).min(1).values
+def _sample_quality(samples: torch.Tensor, data: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Plain figures about free-running samples: the mean absolute difference between the
+    samples' and the data's pixel means (0 when the machine reproduces every pixel's base
+    rate), the mean Hamming distance (in pixels) from each sample to its nearest training image,
+    and how many samples have their nearest training image in each class (a rough picture of
+    which digits the machine generates)."""
+    d = torch.cdist(samples, data, p=1)
+    near = d.min(1)
+    counts = torch.bincount(labels[near.indices], minlength=10)
     return {"pixel_mean_error": float((samples.mean(0) - data.mean(0)).abs().mean()),
-            "nearest_image_distance": float(d.mean())}
+            "nearest_image_distance": float(near.values.mean()),
+            "nearest_class_counts": {int(c): int(counts[c]) for c in labels.unique().tolist()}}
 
 
 def _comparison_figure(panels: list, image_shape, path) -> Path:
@@ -134,7 +143,7 @@ def _comparison_figure(panels: list, image_shape, path) -> Path:
     from ..plots import tile_images
 
     cols = len(panels)
-    fig = Figure(figsize=(4.2 * cols, 9.4), dpi=100)
+    fig = Figure(figsize=(4.2 * cols, 9.8), dpi=100)
     FigureCanvasAgg(fig)
     for k, p in enumerate(panels):
         ax = fig.add_subplot(2, cols, k + 1)
@@ -195,8 +204,8 @@ def _run(out_dir, classes, per_class, n_hidden, epochs, batch_size, lr, settle, 
         bm, state = train_variant(data, n_hidden=n_hidden, negative_settle=k, epochs=epochs,
                                   batch_size=batch_size, lr=lr, seed=seed, progress=progress)
         seconds = state.history[-1]["seconds"]
-        samples = draw_samples(bm, 16, 500, seed=seed + 1)
-        q = _sample_quality(samples, data)
+        samples = draw_samples(bm, 64, 500, seed=seed + 1)
+        q = _sample_quality(samples, data, labels)
         w = bm.weight.detach()
         vh = w[: bm.n_visible, bm.n_visible:]
         tag = name.replace(" ", "_")
@@ -213,10 +222,12 @@ def _run(out_dir, classes, per_class, n_hidden, epochs, batch_size, lr, settle, 
                        "title": f"{name}: negative phase {k} sweep{'s' if k != 1 else ''}\n"
                                 f"training {seconds:.0f}s, mean |w| "
                                 f"{metrics['variants'][name]['mean_abs_weight']:.2f}\n"
-                                f"samples: nearest training image "
-                                f"{q['nearest_image_distance']:.1f} px away"})
-        say(f"  {name}: {seconds:.1f}s, nearest-image distance "
-            f"{q['nearest_image_distance']:.1f} px, pixel-mean error {q['pixel_mean_error']:.3f}")
+                                f"samples: pixel-mean error {q['pixel_mean_error']:.3f}\n"
+                                f"nearest training digit: " + ", ".join(
+                                    f"{c}: {n}" for c, n in q["nearest_class_counts"].items())})
+        say(f"  {name}: {seconds:.1f}s, pixel-mean error {q['pixel_mean_error']:.3f}, "
+            f"nearest-image distance {q['nearest_image_distance']:.1f} px, samples nearest to "
+            f"each class {q['nearest_class_counts']}")
     _comparison_figure(panels, shape, out / "comparison.png")
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     with atomic_write(out / "metrics.json") as tmp:

@@ -391,7 +391,8 @@ def _run_encoder(spec, runs, method, max_cycles, seed, settings, device, progres
     codes = [int(c) for c in first_codes.tolist() if c > 0]
     result["distinct_codes"] = {
         "successes": len(codes), "median_cycles": stats_mod.median(codes) if codes else None,
-        "worst_cycles": max(codes) if codes else None}
+        "worst_cycles": max(codes) if codes else None,
+        "cycles": [int(c) if c > 0 else None for c in first_codes.tolist()]}
     if result["spec"] in PAPER_RESULTS:
         result["paper"] = PAPER_RESULTS[result["spec"]]
     return result

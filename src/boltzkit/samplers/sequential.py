@@ -23,15 +23,16 @@ numbers the same states, and works like this:
 - All random numbers of a sweep are drawn in bulk: one uniform ``u`` per chain and unit. The
   update "on iff u < σ(c f / T)" is the same as "on iff f > θ" with the threshold
   ``θ = (T / c) logit(u)``, so the sweep needs no transcendental function per unit.
-- The free units are cut into blocks of ``block_size`` (default 64). Within a block units are
+- The free units are cut into blocks of ``block_size`` (default 128). Within a block units are
   updated one by one, but only the block's own fields are kept current, through the block's
   small ``k × k`` sub-matrix: the field of the j-th unit of the block is its field at the start
   of the block plus ``sum_{l<j} w_{jl} (s_l^new - s_l^old)``. After the block, every unit's field
   is corrected for the block's changes with one matrix product ``ΔS_block W_block,:``, so over a
   sweep the corrections add up to one ``(m × n) @ (n × n)`` product done in pieces.
-- On the CPU the per-unit work inside a block is three array operations on numpy views of the
-  same memory (numpy's per-call overhead is a few times lower than torch's for such small
-  arrays); on other devices the same loop runs in torch.
+- On the CPU the per-unit work inside a block is two numpy calls (a matrix-vector product over
+  the block's earlier units and a comparison) on views of the same memory, made once per sweep;
+  numpy's per-call overhead is a few times lower than torch's for such small arrays. On other
+  devices the same loop runs in torch (correct, but a kernel launch per call makes it slow).
 
 Orders: ``"fixed"`` (units in index order), ``"random"`` (a fresh random order every sweep: the
 blocks in random order and the units of each block in random order; the order is drawn
@@ -287,7 +288,7 @@ def init(model, states: torch.Tensor, generator: Optional[torch.Generator] = Non
 @torch.no_grad()
 def step(model, state: SequentialState, generator: Optional[torch.Generator] = None, *,
          clamp: Clamp = None, temperature: Optional[float] = None, order: str = "random",
-         block_size: int = 64) -> SequentialState:
+         block_size: int = 128) -> SequentialState:
     """One sweep: every free unit updated once, one at a time (see the module docstring).
 
     Parameters
@@ -412,7 +413,7 @@ def _probe_sweep(p: _Params, state: SequentialState, free: torch.Tensor, generat
 @torch.no_grad()
 def naive_step(model, state: SequentialState, generator: Optional[torch.Generator] = None, *,
                clamp: Clamp = None, temperature: Optional[float] = None, order: str = "random",
-               block_size: int = 64) -> SequentialState:
+               block_size: int = 128) -> SequentialState:
     """The reference sweep: one unit at a time, each field recomputed from all the states.
 
     Consumes the generator exactly as :func:`step` does (for ``"fixed"`` and ``"random"``

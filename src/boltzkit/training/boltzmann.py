@@ -149,7 +149,7 @@ class TwoPhase:
                  schedule: Optional[Sequence] = None, persistent: bool = True,
                  n_chains: Optional[int] = None, negative_init: str = "random",
                  chains_per_example: int = 1, mean_field: bool = False,
-                 mean_field_iters: int = 50, order: str = "random", block_size: int = 64):
+                 mean_field_iters: int = 50, order: str = "random", block_size: int = 128):
         self.positive_settle = _check_int(positive_settle, "positive_settle")
         self.positive_collect = _check_int(positive_collect, "positive_collect", 1)
         self.negative_settle = _check_int(negative_settle, "negative_settle")
