@@ -446,3 +446,14 @@ def test_bracket_frequency_over_seeds():
         fwd = ev.ais(m, base=data, n_chains=100, betas=100, generator=gen(100 + s))
         rev = ev.reverse_ais(m, data, base=data, n_chains=100, betas=100, generator=gen(200 + s))
         assert fwd.log_z <= exact + 3 * log_z_sd(fwd) and rev.log_z >= exact - 0.07
+
+
+@pytest.mark.slow
+def test_exact_log_z_with_2_to_the_24_states():
+    """The largest enumerable layer (24 binary units, 2^24 states) in bounded-memory chunks,
+    against enumeration of the other side (25 visible units, 2^25 states)."""
+    m = random_rbm(25, 24, std=0.2, seed=15)
+    via_hidden = ev.log_partition_exact(m)
+    via_visible = boltzkit.exact.log_partition(m, "visible", chunk_size=2 ** 17,
+                                               max_states=2 ** 25)
+    assert via_hidden == pytest.approx(via_visible, abs=1e-8)
