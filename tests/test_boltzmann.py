@@ -276,12 +276,10 @@ def _log_likelihood_by_hand(u, b, v, nh, t):
     s = ((k[:, None] >> torch.arange(n)) & 1).double()
     e = -(0.5 * ((s @ w) * s).sum(1) + s @ b)
     log_z = torch.logsumexp(-e / t, 0)
-    h = s[: 2 ** nh, :nh] if nh else s[:1, :0]
     hk = ((torch.arange(2 ** nh)[:, None] >> torch.arange(nh)) & 1).double()
     vs = torch.cat([v[:, None, :].expand(-1, 2 ** nh, -1), hk[None].expand(v.shape[0], -1, -1)],
                    -1)
     ev = -(0.5 * ((vs @ w) * vs).sum(-1) + vs @ b)
-    del h
     return (torch.logsumexp(-ev / t, -1) - log_z).mean()
 
 
@@ -304,9 +302,9 @@ def test_two_phase_estimate_matches_exact_gradient():
     chains) and 8000 fresh negative chains, 30 settling sweeps, statistics from each chain's
     final state only, so every statistic is a mean of N = 8000 independent values in [0, 1]
     (0/1 units: products of units are 0/1). Each mean has standard deviation <= 1/(2 sqrt N);
-    the difference of the two phases' means <= sqrt(2) / (2 sqrt N) = 0.0079. With 65 numbers
-    (45 weights + 10 biases ... all tied pairs and biases), a deviation beyond 5 standard
-    deviations has probability < 65 * 6e-7; the bound below is 5 of them."""
+    the difference of the two phases' means <= sqrt(2) / (2 sqrt N) = 0.0079. With 55 numbers
+    (the 45 tied weights of 10 units and the 10 biases), a deviation beyond 5 standard
+    deviations (normal approximation) has probability < 55 * 6e-7; the bound is 5 of them."""
     bm = make_bm(4, 6, std=0.6, seed=4)
     v = torch.tensor([[1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1], [1, 1, 1, 0]], dtype=torch.float32)
     est = tb.TwoPhase(positive_settle=30, positive_collect=1, negative_settle=30,

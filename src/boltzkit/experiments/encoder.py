@@ -54,7 +54,6 @@ Every run is an independent machine; all runs are simulated together as a stack 
 
 from __future__ import annotations
 
-import math
 import statistics as stats_mod
 import time
 from dataclasses import asdict, dataclass, field
