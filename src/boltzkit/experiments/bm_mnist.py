@@ -45,7 +45,7 @@ from ..io import atomic_write, save
 from ..models.boltzmann import BoltzmannMachine
 from ..samplers import sequential as sq
 from ..training.boltzmann import TwoPhase, fit_boltzmann
-from ._threads import torch_threads
+from .._threads import torch_threads
 
 __all__ = ["prepare_mnist", "train_variant", "draw_samples", "run_mnist_experiment",
            "DEFAULT_SETTLE"]
@@ -175,7 +175,7 @@ def run_mnist_experiment(out_dir, *, classes: Sequence[int] = (0, 1, 2), per_cla
     ``samples_<name>.png`` per machine, ``model_<name>.safetensors`` and ``metrics.json``.
     Returns the metrics (settings, and per machine: settling sweeps, seconds, sample figures,
     weight sizes, history). ``threads``: torch CPU threads during the run (default 1, see
-    :func:`boltzkit.experiments._threads.torch_threads`; ``None`` leaves the setting alone)."""
+    :func:`boltzkit._threads.torch_threads`; ``None`` leaves the setting alone)."""
     with torch_threads(threads):
         return _run(out_dir, classes, per_class, n_hidden, epochs, batch_size, lr, settle,
                     seed, n_filters, progress, log)

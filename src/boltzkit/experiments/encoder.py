@@ -64,7 +64,7 @@ import torch
 from ..samplers import sequential as sq
 from ..training.boltzmann import pair_statistics
 from ..units import Bernoulli
-from ._threads import torch_threads
+from .._threads import torch_threads
 
 __all__ = ["parse_spec", "connectivity", "patterns", "MachineStack", "PaperSettings",
            "FastSettings", "solved", "distinct_codes", "run_encoder", "PAPER_RESULTS"]

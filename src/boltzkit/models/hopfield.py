@@ -61,6 +61,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from .._threads import torch_threads
+
 __all__ = ["Hopfield", "as_spins", "RULES"]
 
 RULES = ("hebbian", "storkey", "pseudoinverse")
@@ -173,7 +175,7 @@ class Hopfield(nn.Module):
         xi = self.check_states(patterns, "patterns")
         if xi.dim() == 1:
             xi = xi.unsqueeze(0)
-        with _one_cpu_thread(self.weight.device):  # small operations: see _one_cpu_thread
+        with torch_threads(1, self.weight.device):  # small operations: see boltzkit._threads
             self._store(xi)
         return self
 
@@ -303,7 +305,7 @@ def async_recall(weight: torch.Tensor, bias: torch.Tensor, states: torch.Tensor,
     tol = _tie_tolerance(w3, b2)
     changed = torch.zeros(s3.shape[:2], dtype=torch.bool, device=s3.device)
     sweeps = 0
-    with _one_cpu_thread(s3.device):
+    with torch_threads(1, s3.device):  # small operations: see boltzkit._threads
         for sweeps in range(1, max_sweeps + 1):
             fields = torch.baddbmm(b2.unsqueeze(1), s3, w3)  # (K, m, n)
             order = torch.randperm(n, generator=generator, device="cpu").tolist()
@@ -313,32 +315,6 @@ def async_recall(weight: torch.Tensor, bias: torch.Tensor, states: torch.Tensor,
                 break
     converged = ~changed
     return states, {"sweeps": sweeps, "converged": converged if batched else converged[0]}
-
-
-class _one_cpu_thread:
-    """Run a block with one intra-op CPU thread, restoring the previous setting afterwards.
-
-    Asynchronous recall and storage issue many small tensor operations; splitting each over
-    threads never pays, and on a busy machine every parallel region waits for all its threads to
-    be scheduled: on a shared, oversubscribed 2-core machine a (3, 162, 60) x (3, 60, 60) product
-    took 12 ms with two threads against 0.08 ms with one, and recall ran up to 100 times slower.
-    Large products (the fields once per sweep, the pseudo-inverse rule's) lose at most the thread
-    count on an idle machine. Only CPU tensors are affected; the setting is restored on exit."""
-
-    def __init__(self, device):
-        self.active = torch.device(device).type == "cpu"
-
-    def __enter__(self):
-        if self.active:
-            self.saved = torch.get_num_threads()
-            if self.saved != 1:
-                torch.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        if self.active and self.saved != 1:
-            torch.set_num_threads(self.saved)
-        return False
 
 
 def _unit_loop(order, s3, fields, w3, tol, changed, states, callback):
