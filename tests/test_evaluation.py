@@ -196,7 +196,8 @@ def test_ais_784x16_matches_exact_and_brackets():
     ll_rev = ev.log_likelihood(m, data, rev).mean
     assert ll_fwd >= ll_exact - 3 * log_z_sd(fwd)
     assert ll_rev <= ll_exact + 0.07          # P(fail) <= exp(-7) < 1e-3
-    assert ll_rev <= ll_fwd
+    # when both are this accurate their order is noise: only a gross inversion is an error
+    assert ll_rev <= ll_fwd + 3 * (log_z_sd(fwd) + log_z_sd(rev))
 
 
 def test_short_schedule_reverse_is_conservative():

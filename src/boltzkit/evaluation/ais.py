@@ -328,10 +328,10 @@ class _Annealer:
         return self.sample(self.V, self.V.mean(field))
 
     def increment(self, v, c, mean, beta_from, beta_to):
-        """``log f_{β_to}(v) - log f_{β_from}(v)``, float64 ``(n,)``, given ``c = b + vW`` and
-        ``mean = E_{β_from}[h | v]``."""
-        out = _logpart_step(self.H, c, mean, beta_from, beta_to,
-                            self.fast(beta_from, beta_to)).double()
+        """``log f_{β_to}(v) - log f_{β_from}(v)``, ``(n,)``, given ``c = b + vW`` and
+        ``mean = E_{β_from}[h | v]``: a small number formed without cancellation, so the
+        chains' precision suffices; the caller accumulates it into float64."""
+        out = _logpart_step(self.H, c, mean, beta_from, beta_to, self.fast(beta_from, beta_to))
         return out.add_(torch.mv(v, self.da), alpha=beta_to - beta_from)
 
 
