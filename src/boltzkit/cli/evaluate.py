@@ -79,14 +79,19 @@ def _table(result: dict, title: str) -> str:
              f"  pseudo-likelihood         {result['pseudo_likelihood']:.3f} ± "
              f"{result['pseudo_likelihood_std_error']:.3f} nats/row "
              f"({result['pseudo_likelihood_method']})"]
+    lines.append(f"  {'log Z by':12s} {'log Z':>10s}  {'interval (3 s.e.)':>22s}  "
+                 f"{'log-likelihood (nats/row)':>26s}  {'ESS':>11s}  {'time':>8s}")
     for name, e in result["estimates"].items():
         lo, hi = e["log_z_interval"]
-        extra = "" if name == "exact" else (f"  ESS {e['ess']:.1f}/{e['n_chains']}, "
-                                            f"{e['n_betas'] - 1} steps")
-        lines.append(f"  log Z ({name:11s})       {_fmt(e['log_z'])}  [{_fmt(lo)}, {_fmt(hi)}]"
-                     f"{extra}  ({e['seconds']:.1f} s)")
-        lines.append(f"  log-likelihood ({name:11s}) {_fmt(e['log_likelihood'])} ± "
-                     f"{_fmt(e['log_likelihood_std_error'])} nats/row")
+        ess = "" if name == "exact" else f"{e['ess']:.1f}/{e['n_chains']}"
+        interval = f"[{_fmt(lo)}, {_fmt(hi)}]"
+        ll = f"{_fmt(e['log_likelihood'])} ± {_fmt(e['log_likelihood_std_error'])}"
+        lines.append(f"  {name:12s} {_fmt(e['log_z']):>10s}  {interval:>22s}  {ll:>26s}  "
+                     f"{ess:>11s}  {e['seconds']:7.1f}s")
+    if "ais" in result["estimates"] or "reverse-ais" in result["estimates"]:
+        e = result["estimates"].get("ais") or result["estimates"]["reverse-ais"]
+        lines.append(f"  (AIS: {e['n_betas'] - 1} annealing steps; forward AIS tends to over-, "
+                     f"reverse AIS to under-estimate the log-likelihood)")
     if "log_likelihood_bracket" in result:
         lo, hi = result["log_likelihood_bracket"]
         lines.append(f"  bracket (reverse, forward) [{_fmt(lo)}, {_fmt(hi)}]")
