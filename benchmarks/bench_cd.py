@@ -1,0 +1,324 @@
+"""One epoch of CD-1 on binarized MNIST: boltzkit against scikit-learn and the matrix-product floor.
+
+Issue 2, section "Speed": 10,000 rows of binarized MNIST, 784 visible x 500 hidden, batch 100,
+float32, on this machine's cores, measured side by side in one process:
+
+- ``boltzkit fit``: what a user's call costs, ``RBM(784, 500)`` plus
+  ``fit(model, data, estimator=CD(1), epochs=1, batch_size=100, lr=0.1, momentum=0)``; this
+  includes fit's input check, the visible-bias initialisation and the end-of-epoch
+  reconstruction-error monitor (1000 rows).
+- ``boltzkit update loop``: the part of that same call that ``fit`` itself times
+  (``history[0]["seconds"]``: the 100 CD-1 updates, no check, no monitor).
+- ``boltzkit fit, momentum 0.5``: the same with fit's default momentum (sklearn has none).
+- ``sklearn float64`` / ``sklearn float32``: ``BernoulliRBM(n_components=500, learning_rate=0.1,
+  batch_size=100, n_iter=1, random_state=0).fit(X)`` on float64 input (what its users pass by
+  default) and on float32 input. Note that BernoulliRBM's update is persistent CD-1 (PCD-1): the
+  same work per batch as CD-1 (five products, one visible and one hidden draw), other chains.
+- ``matmul floor``: for each of the 100 batches, the five products one CD-1 step must do, with
+  torch.mm into preallocated outputs: 100x784 @ 784x500 (hidden field of the data),
+  100x500 @ 500x784 (reconstruction), 100x784 @ 784x500 (hidden field of the reconstruction),
+  and two 784x100 @ 100x500 (positive and negative statistics). PyTorch's CPU BLAS is the
+  floor for boltzkit's code; the same products through NumPy's BLAS in float32 and float64 are
+  timed too (``same products, numpy ...``): the first shows whether another BLAS goes lower on
+  this CPU, the second is the floor of scikit-learn's float64 run.
+
+Each repeat runs every variant once, in an order that rotates from repeat to repeat, so that
+machine noise hits all of them alike; the table gives medians (and minima) over the repeats and
+the ratios of the medians. ``--breakdown`` adds the cost of each piece of a CD-1 step,
+measured alone and scaled to one epoch.
+
+    BOLTZKIT_DATA=../shared/data python benchmarks/bench_cd.py [--repeats 7] [--json]
+
+NumPy's OpenBLAS reads OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE when it loads: run the script once
+as is and once under ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE``; the table header prints
+which OpenBLAS kernel NumPy uses (threadpoolctl). PyTorch uses its own BLAS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+import boltzkit
+from boltzkit.data import load_dataset
+from boltzkit.training import CD, fit
+
+N_ROWS, N_VISIBLE, N_HIDDEN, BATCH, LR = 10_000, 784, 500, 100, 0.1
+PAUSE_S = 0.5
+
+
+def machine() -> dict:
+    try:
+        cpu = next(line.split(":", 1)[1].strip()
+                   for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+                   .splitlines() if line.startswith("Model name"))
+    except Exception:  # lscpu missing: fall back to what Python knows
+        cpu = platform.processor() or "unknown"
+    import sklearn
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = {"cpu": cpu, "cores": cores, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "numpy": np.__version__,
+            "sklearn": sklearn.__version__,
+            "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                    "OMP_NUM_THREADS")}}
+    try:
+        from threadpoolctl import threadpool_info
+        info["numpy_blas"] = [
+            {k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
+                                    "filepath")}
+            for d in threadpool_info() if d.get("user_api") == "blas"
+            and "numpy" in d.get("filepath", "")]
+    except ImportError:
+        info["numpy_blas"] = "threadpoolctl not installed"
+    return info
+
+
+# --- the variants: each returns its wall time in seconds (and may record extra figures) ---------
+def run_boltzkit(data, momentum, extra, key):
+    t0 = time.perf_counter()
+    model = boltzkit.RBM(N_VISIBLE, N_HIDDEN, generator=torch.Generator().manual_seed(0))
+    state = fit(model, data, estimator=CD(1), epochs=1, batch_size=BATCH, lr=LR,
+                momentum=momentum, generator=torch.Generator().manual_seed(1), progress=False)
+    t = time.perf_counter() - t0
+    extra.setdefault(key, []).append(state.history[0]["seconds"])
+    extra.setdefault(key + "/recon_error", []).append(state.history[0]["recon_error"])
+    return t
+
+
+def run_sklearn(x):
+    from sklearn.neural_network import BernoulliRBM
+
+    t0 = time.perf_counter()
+    BernoulliRBM(n_components=N_HIDDEN, learning_rate=LR, batch_size=BATCH, n_iter=1,
+                 random_state=0).fit(x)
+    return time.perf_counter() - t0
+
+
+def make_floor(data):
+    """The five products of each of the epoch's CD-1 steps, with torch.mm into preallocated
+    outputs: the floor for code built on PyTorch's CPU BLAS (what boltzkit uses)."""
+    batches = list(data.split(BATCH))
+    w = torch.randn(N_VISIBLE, N_HIDDEN, generator=torch.Generator().manual_seed(2)) * 0.01
+    h = torch.rand(BATCH, N_HIDDEN, generator=torch.Generator().manual_seed(3))
+    out_h = torch.empty(BATCH, N_HIDDEN)
+    out_v = torch.empty(BATCH, N_VISIBLE)
+    out_w1, out_w2 = torch.empty(N_VISIBLE, N_HIDDEN), torch.empty(N_VISIBLE, N_HIDDEN)
+    wt = w.t()
+
+    def run_floor():
+        t0 = time.perf_counter()
+        for v in batches:
+            torch.mm(v, w, out=out_h)            # hidden field of the data
+            torch.mm(h, wt, out=out_v)           # visible field (reconstruction)
+            torch.mm(v, w, out=out_h)            # hidden field of the reconstruction
+            torch.mm(v.t(), h, out=out_w1)       # positive statistics
+            torch.mm(v.t(), h, out=out_w2)       # negative statistics
+        return time.perf_counter() - t0
+
+    return run_floor
+
+
+def make_numpy_floor(data, dtype):
+    """The same five products per step with NumPy's BLAS (OpenBLAS here) in ``dtype``: float32
+    shows whether another BLAS sets a lower floor on this CPU; float64 is the floor of
+    scikit-learn's float64 run (its products alone)."""
+    batches = [b.numpy().astype(dtype) for b in data.split(BATCH)]
+    rng = np.random.default_rng(2)
+    w = (rng.standard_normal((N_VISIBLE, N_HIDDEN)) * 0.01).astype(dtype)
+    h = rng.random((BATCH, N_HIDDEN)).astype(dtype)
+    out_h, out_v = np.empty((BATCH, N_HIDDEN), dtype), np.empty((BATCH, N_VISIBLE), dtype)
+    out_w1, out_w2 = np.empty((N_VISIBLE, N_HIDDEN), dtype), np.empty((N_VISIBLE, N_HIDDEN), dtype)
+
+    def run_floor():
+        t0 = time.perf_counter()
+        for v in batches:
+            np.dot(v, w, out=out_h)
+            np.dot(h, w.T, out=out_v)
+            np.dot(v, w, out=out_h)
+            np.dot(v.T, h, out=out_w1)
+            np.dot(v.T, h, out=out_w2)
+        return time.perf_counter() - t0
+
+    return run_floor
+
+
+# --- the pieces of one CD-1 step, each alone --------------------------------------------------
+def breakdown(data, repeats):
+    """Seconds per epoch of each piece of a CD-1 step measured alone (min over ``repeats``
+    batches of 100 calls; per-step pieces are scaled by the 100 steps of an epoch)."""
+    from boltzkit.training.estimators import Statistics
+    from boltzkit.training.fit import _SGD, reconstruction_error
+    from boltzkit.units import uniform
+
+    g = torch.Generator().manual_seed(4)
+    model = boltzkit.RBM(N_VISIBLE, N_HIDDEN, generator=g)
+    params = [model.weight, model.visible_bias, model.hidden_bias]
+    v = data[:BATCH].contiguous()
+    fh, fv = torch.randn(BATCH, N_HIDDEN), torch.randn(BATCH, N_VISIBLE)
+    ph, pv = torch.sigmoid(fh), torch.sigmoid(fv)
+    stats = Statistics(v, ph, (pv > 0.5).float(), ph)
+    out_w = torch.empty(N_VISIBLE, N_HIDDEN)
+    bias_grads = (None, torch.zeros(N_VISIBLE), torch.zeros(N_HIDDEN))
+    opt0, opt5 = _SGD(params, (0, 0, 0), 0.0), _SGD(params, (0, 0, 0), 0.5)
+    perm = torch.randperm(N_ROWS)
+    est = CD(1)
+    wt = model.weight.detach().t()
+
+    # a tiny learning rate, not 0: a product scaled by alpha=0 may be skipped by the BLAS
+    TINY_LR = 1e-12
+
+    def cd1_step():
+        s, _ = est.statistics(model, v, None, g)
+        opt0.step_statistics(s, TINY_LR)
+
+    pieces = {
+        "5 products (the floor's step)": lambda: (
+            torch.mm(v, model.weight, out=fh), torch.mm(ph, wt, out=fv),
+            torch.mm(v, model.weight, out=fh), torch.mm(v.t(), ph, out=out_w),
+            torch.mm(v.t(), ph, out=out_w)),
+        "whole CD-1 step (statistics + update)": cd1_step,
+        "torch.rand 100x500": lambda: torch.rand(BATCH, N_HIDDEN, generator=g),
+        "torch.rand 100x784": lambda: torch.rand(BATCH, N_VISIBLE, generator=g),
+        "units.uniform 100x500 (hidden draw)": lambda: uniform((BATCH, N_HIDDEN), g),
+        "units.uniform 100x784 (visible draw)": lambda: uniform((BATCH, N_VISIBLE), g),
+        "Bernoulli draw 100x500 (uniform + compare)": lambda: model.hidden.sample_from_mean(
+            ph, g),
+        "Bernoulli draw 100x784 (uniform + compare)": lambda: model.visible.sample_from_mean(
+            pv, g),
+        "sigmoid 100x500 (twice per step)": lambda: torch.sigmoid(fh),
+        "sigmoid 100x784": lambda: torch.sigmoid(fv),
+        "2 gradient products, plain mm": lambda: (torch.mm(v.t(), ph, out=out_w),
+                                                  torch.mm(v.t(), ph, out=out_w)),
+        "update: 2 products folded into W, + biases": lambda: opt0.step_statistics(
+            stats, TINY_LR),
+        "same with momentum 0.5 (into buffer, + W pass)": lambda: opt5.step_statistics(
+            stats, TINY_LR),
+        "bias update alone (4 means, 2 subs, 2 adds)": lambda: opt0.step(
+            (None, v.mean(0) - v.mean(0), ph.mean(0) - ph.mean(0)), TINY_LR, start=1),
+        "batch gather (index_select)": lambda: data.index_select(0, perm[:BATCH]),
+    }
+    once = {  # per fit call, not per step
+        "per fit: RBM(784, 500) initial weights": lambda: boltzkit.RBM(N_VISIBLE, N_HIDDEN,
+                                                                      generator=g),
+        "per fit: input check of the 10000x784 data": lambda: model.check_visible(
+            data, "data", relaxed=True),
+        "per fit: visible biases from base rates": lambda: model.init_visible_bias(data),
+        "per epoch: recon-error monitor, 1000 rows": lambda: reconstruction_error(
+            model, data[:1000]),
+    }
+    n_steps = math.ceil(N_ROWS / BATCH)
+    out = {}
+    with torch.no_grad():
+        for name, f in list(pieces.items()) + list(once.items()):
+            reps = 100 if name in pieces else 5
+            for _ in range(3):
+                f()
+            best = math.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    f()
+                best = min(best, (time.perf_counter() - t0) / reps)
+            out[name] = best * (n_steps if name in pieces else 1)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--json", action="store_true", help="print the results as JSON only")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time each piece of a CD-1 step alone")
+    args = ap.parse_args(argv)
+
+    data = load_dataset("binarized-mnist", "train").data[:N_ROWS].contiguous()
+    assert data.shape == (N_ROWS, N_VISIBLE) and data.dtype == torch.float32
+    x64 = data.numpy().astype(np.float64)
+    x32 = data.numpy().copy()
+    run_floor = make_floor(data)
+    extra: dict = {}
+    variants = {
+        "boltzkit fit": lambda: run_boltzkit(data, 0.0, extra, "boltzkit fit"),
+        "boltzkit fit, momentum 0.5": lambda: run_boltzkit(data, 0.5, extra,
+                                                           "boltzkit fit, momentum 0.5"),
+        "sklearn BernoulliRBM float64": lambda: run_sklearn(x64),
+        "sklearn BernoulliRBM float32": lambda: run_sklearn(x32),
+        "matmul floor (5 products x 100)": run_floor,
+        "same products, numpy float32": make_numpy_floor(data, np.float32),
+        "same products, numpy float64": make_numpy_floor(data, np.float64),
+    }
+    names = list(variants)
+    for name in names:  # warm-up: first calls, allocator, BLAS thread pools
+        time.sleep(PAUSE_S)
+        variants[name]()
+    extra.clear()
+    times = {name: [] for name in names}
+    for r in range(args.repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            # a pause lets the BLAS thread pools of the last variant (OpenMP for torch,
+            # OpenBLAS's own for NumPy) stop spinning before the next one starts: on 2 cores
+            # spinning threads of one pool slow the other several fold
+            time.sleep(PAUSE_S)
+            times[name].append(variants[name]())
+    times["boltzkit update loop (fit's own epoch timer)"] = extra["boltzkit fit"]
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    floor = med["matmul floor (5 products x 100)"]
+    fit_t = med["boltzkit fit"]
+    ratios = {
+        "sklearn float64 / boltzkit fit (target >= 4)": med["sklearn BernoulliRBM float64"] / fit_t,
+        "sklearn float32 / boltzkit fit": med["sklearn BernoulliRBM float32"] / fit_t,
+        "boltzkit fit / matmul floor (target <= 1.3)": fit_t / floor,
+        "boltzkit update loop / matmul floor": med["boltzkit update loop (fit's own epoch timer)"]
+        / floor,
+        "boltzkit fit momentum 0.5 / matmul floor": med["boltzkit fit, momentum 0.5"] / floor,
+        "boltzkit fit / numpy float32 products": fit_t / med["same products, numpy float32"],
+        "sklearn float64 / its float64 products": med["sklearn BernoulliRBM float64"]
+        / med["same products, numpy float64"],
+    }
+    result = {"machine": machine(), "repeats": args.repeats,
+              "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+              "median_s": med, "min_s": {k: min(v) for k, v in times.items()},
+              "all_s": times, "ratios": ratios,
+              "recon_error_after_epoch": statistics.median(extra["boltzkit fit/recon_error"])}
+    if args.breakdown:
+        result["breakdown_s_per_epoch"] = breakdown(data, args.repeats)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    m = result["machine"]
+    print(f"CPU: {m['cpu']}, {m['cores']} cores; torch {m['torch']} ({m['torch_threads']} threads), "
+          f"numpy {m['numpy']}, scikit-learn {m['sklearn']}")
+    print(f"env: {m['env']}")
+    for d in m["numpy_blas"] if isinstance(m["numpy_blas"], list) else []:
+        print(f"numpy BLAS: {d['internal_api']} {d['version']}, kernel {d['architecture']}, "
+              f"{d['num_threads']} threads")
+    print(f"one epoch, {N_ROWS} rows x {N_VISIBLE} visible, {N_HIDDEN} hidden, batch {BATCH}, "
+          f"lr {LR}; {args.repeats} interleaved repeats\n")
+    print(f"{'variant':48s} {'median s':>9s} {'min s':>9s} {'/ floor':>8s}")
+    for k in times:
+        print(f"{k:48s} {med[k]:9.4f} {result['min_s'][k]:9.4f} {med[k] / floor:8.2f}")
+    print()
+    for k, v in ratios.items():
+        print(f"{k:48s} {v:6.2f}x")
+    print(f"\nreconstruction error after the epoch (boltzkit): "
+          f"{result['recon_error_after_epoch']:.4f}")
+    if args.breakdown:
+        print(f"\n{'piece, alone (min of repeats), per epoch':48s} {'ms':>9s} {'% floor':>8s}")
+        for k, v in result["breakdown_s_per_epoch"].items():
+            print(f"{k:48s} {v * 1e3:9.2f} {100 * v / floor:7.1f}%")
+
+
+if __name__ == "__main__":
+    main()
