@@ -118,7 +118,8 @@ class PCD(CD):
     def init_state(self, model, data: torch.Tensor, generator=None) -> gibbs.GibbsState:
         """Chains start at rows of ``data`` drawn at random (or at the first rows if fewer)."""
         n = self.n_chains or min(100, data.shape[0])
-        idx = torch.randint(0, data.shape[0], (n,), generator=generator, device="cpu")
+        where = generator.device if generator is not None else "cpu"  # a CUDA generator works too
+        idx = torch.randint(0, data.shape[0], (n,), generator=generator, device=where)
         v0 = data[idx.to(data.device)]
         # binary units need states on the support: sample mean-field (grey) data once
         v0 = model.visible.sample_from_mean(v0, generator) if model.visible.discrete else v0
