@@ -21,10 +21,6 @@ LOG_Z_METHODS = ("auto", "exact", "ais", "reverse-ais", "both")
 EXACT_PL_BUDGET = 4e9
 
 
-def _finite_or_none(x):
-    return x if isinstance(x, float) and math.isfinite(x) or isinstance(x, int) else None
-
-
 def _clean(obj):
     """JSON-safe copy: non-finite floats (an interval's -inf lower end) become None."""
     if isinstance(obj, dict):
@@ -32,7 +28,7 @@ def _clean(obj):
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
     if isinstance(obj, float):
-        return _finite_or_none(obj)
+        return obj if math.isfinite(obj) else None
     return obj
 
 

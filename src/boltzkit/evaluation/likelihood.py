@@ -25,7 +25,7 @@ unbiased estimate of the exact sum at a fraction of the cost.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
