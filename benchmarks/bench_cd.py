@@ -237,6 +237,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--json", action="store_true", help="print the results as JSON only")
+    ap.add_argument("--json-out", metavar="PATH", help="also write the results as JSON to PATH")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time each piece of a CD-1 step alone")
     args = ap.parse_args(argv)
@@ -294,6 +295,9 @@ def main(argv=None):
               "recon_error_after_epoch": statistics.median(extra["boltzkit fit/recon_error"])}
     if args.breakdown:
         result["breakdown_s_per_epoch"] = breakdown(data, args.repeats)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(result, f, indent=2)
     if args.json:
         print(json.dumps(result, indent=2))
         return
