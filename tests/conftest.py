@@ -5,6 +5,8 @@ import pytest
 import torch
 
 DATA = os.environ.get("BOLTZKIT_DATA")
+if DATA:  # CI passes a relative path; tests that change folder must still find the data
+    DATA = os.environ["BOLTZKIT_DATA"] = os.path.abspath(DATA)
 
 
 def gen(seed=0):

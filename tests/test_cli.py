@@ -55,7 +55,7 @@ def test_train_user_arrays(tmp_path):
     (["train", "--hidden", "0"], "--hidden: expected a positive integer"),
     (["train", "--visible-units", "relu"], "units: expected one of"),
     (["train", "--data", "nope.npy"], "nope.npy"),
-    (["train", "--data", "mnist", "--visible-units", "softmax:3"], "softmax"),
+    (["train", "--visible-units", "softmax:3"], "multiple of 3"),
     (["sample", "missing.safetensors", "--out", "x.npy"], "does not exist"),
     (["sample", "m.safetensors", "--out", "x.txt"], "--out: expected a file ending in .npy"),
 ])
