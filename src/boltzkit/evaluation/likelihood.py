@@ -30,7 +30,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from ..training import Callback
+from ..training import Callback, reconstruction_error
 from ..units import Bernoulli, Gaussian, Softmax, Spin
 from .exact import free_energy
 
@@ -283,18 +283,6 @@ def pseudo_likelihood(model, v: torch.Tensor, generator: Optional[torch.Generato
 
 
 # -- monitoring figures ---------------------------------------------------------------------------
-@torch.no_grad()
-def reconstruction_error(model, v: torch.Tensor, chunk_rows: int = 4096) -> float:
-    """Mean squared difference per unit between ``v`` ``(n, n_visible)`` and its mean-field
-    reconstruction E[v | E[h | v]] (a monitoring figure, not a likelihood)."""
-    v = model.check_visible(v, "v", relaxed=True)
-    total = 0.0
-    for s in range(0, v.shape[0], chunk_rows):
-        x = v[s:s + chunk_rows]
-        total += (x - model.reconstruct(x)).double().pow(2).sum().item()
-    return total / v.numel()
-
-
 @torch.no_grad()
 def free_energy_gap(model, train: torch.Tensor, held_out: torch.Tensor) -> dict:
     """Mean free energy of held-out rows minus that of training rows (Hinton's practical guide,

@@ -26,10 +26,16 @@ __all__ = ["fit", "FitState", "Callback", "Checkpoint", "reconstruction_error", 
 
 
 @torch.no_grad()
-def reconstruction_error(model, v: torch.Tensor) -> float:
-    """Mean squared difference per unit between ``v`` and its mean-field reconstruction
-    E[v | E[h | v]] (a monitoring figure, not a likelihood)."""
-    return (v - model.reconstruct(v)).pow(2).mean().item()
+def reconstruction_error(model, v: torch.Tensor, chunk_rows: int = 4096) -> float:
+    """Mean squared difference per unit between ``v`` ``(n, n_visible)`` and its mean-field
+    reconstruction E[v | E[h | v]] (a monitoring figure, not a likelihood), ``chunk_rows`` rows
+    at a time so that memory stays bounded on large data sets."""
+    v = model.check_visible(v, "v", relaxed=True)
+    total = 0.0
+    for s in range(0, v.shape[0], chunk_rows):
+        x = v[s:s + chunk_rows]
+        total += (x - model.reconstruct(x)).double().pow(2).sum().item()
+    return total / v.numel()
 
 
 def make_schedule(spec: Union[str, Callable[[float], float], None]) -> Callable[[float], float]:
