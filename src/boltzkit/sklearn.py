@@ -119,15 +119,20 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return self
 
     # -- scikit-learn API ----------------------------------------------------------------------
+    def _start(self, n_features):
+        """Resolve random_state once and make a fresh model: what fit (and a first
+        partial_fit) begin with."""
+        self._seed_ = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        self._gen_ = self._generator()
+        self.model_ = RBM(n_features, int(self.n_components), self.visible, self.hidden,
+                          generator=torch.Generator().manual_seed(int(self._seed_)))
+        self.model_.to(self.device)
+
     def fit(self, X, y=None):
         """Fit the model to X of shape (n_samples, n_features). Returns self."""
         self._validate_params()
         v, _ = self._tensor(X, reset=True)
-        self._seed_ = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        self._gen_ = self._generator()
-        self.model_ = RBM(v.shape[1], int(self.n_components), self.visible, self.hidden,
-                          generator=torch.Generator().manual_seed(int(self._seed_)))
-        self.model_.to(self.device)
+        self._start(v.shape[1])
         return self._train(v, int(self.n_iter), first=True)
 
     def partial_fit(self, X, y=None):
@@ -136,11 +141,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         first = not hasattr(self, "model_")
         v, _ = self._tensor(X, reset=first)
         if first:
-            self._seed_ = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-            self._gen_ = self._generator()
-            self.model_ = RBM(v.shape[1], int(self.n_components), self.visible, self.hidden,
-                              generator=torch.Generator().manual_seed(int(self._seed_)))
-            self.model_.to(self.device)
+            self._start(v.shape[1])
         return self._train(v, 1, first=first)
 
     @torch.no_grad()
