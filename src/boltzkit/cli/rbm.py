@@ -94,17 +94,15 @@ def prepare_data(x: torch.Tensor, visible: str, binarize: str, generator=None):
     units = get_units(visible)
     transform = {"binarize": binarize}
     if units.name in ("bernoulli", "spin"):
-        if binarize != "none":
-            lo, hi = x.min().item(), x.max().item()
-            if units.name == "spin" and lo >= -1 and lo < 0:
-                pass  # already ±1 (or means in [-1, 1]): nothing to binarise
-            elif lo < 0 or hi > 1:
+        lo, hi = x.min().item(), x.max().item()
+        already_spins = units.name == "spin" and -1 <= lo < 0  # ±1 data (or means in [-1, 1])
+        if binarize != "none" and not already_spins:
+            if lo < 0 or hi > 1:
                 raise ValueError(f"--data: values in [{lo:g}, {hi:g}] cannot be binarised "
                                  f"(expected [0, 1]); use --visible-units gaussian")
-            else:
-                x = bdata.binarize(x, binarize, generator=generator)
-        if units.name == "spin" and x.min() >= 0:
-            x = x * 2.0 - 1.0
+            x = bdata.binarize(x, binarize, generator=generator)
+        if units.name == "spin" and not already_spins:
+            x = x * 2.0 - 1.0  # {0, 1} (or [0, 1]) to {-1, +1} (or [-1, 1])
     elif units.name == "gaussian":
         x, mean, std = bdata.standardize(x)
         transform.update(standardize={"mean": mean.tolist(), "std": std.tolist()})
