@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import boltzkit
-from boltzkit import exact_boltzmann as ex
+from boltzkit.exact import boltzmann as ex
 from boltzkit.models.boltzmann import BoltzmannMachine
 from boltzkit.samplers import sequential as sq
 from boltzkit.training import boltzmann as tb

@@ -38,7 +38,7 @@ def random_rbm(nv, nh, visible="bernoulli", hidden="bernoulli", std=0.3, bias_st
 def exact_samples(model, n, seed=0):
     """Exact draws from p(v): sample the enumerable layer from its marginal, then v given it."""
     g = gen(seed)
-    layer = boltzkit.exact.enumerable_layer(model)
+    layer = boltzkit.exact.rbm.enumerable_layer(model)
     if layer == "hidden":
         states = model.hidden.states(model.n_hidden, dtype=model.weight.dtype)
         logp = -model.free_energy_hidden(states)
@@ -455,6 +455,6 @@ def test_exact_log_z_with_2_to_the_24_states():
     against enumeration of the other side (25 visible units, 2^25 states)."""
     m = random_rbm(25, 24, std=0.2, seed=15)
     via_hidden = ev.log_partition_exact(m)
-    via_visible = boltzkit.exact.log_partition(m, "visible", chunk_size=2 ** 17,
-                                               max_states=2 ** 25)
+    via_visible = boltzkit.exact.rbm.log_partition(m, "visible", chunk_size=2 ** 17,
+                                                   max_states=2 ** 25)
     assert via_hidden == pytest.approx(via_visible, abs=1e-8)

@@ -5,7 +5,7 @@ Each section names the part of boltzkit it checks on the GPU."""
 import pytest
 import torch
 
-from boltzkit import exact_boltzmann as ex
+from boltzkit.exact import boltzmann as ex
 from boltzkit.experiments import encoder
 from boltzkit.samplers import sequential as sq
 

@@ -1,7 +1,8 @@
 """Evaluation: honest likelihoods for RBMs of every unit pairing.
 
 - :func:`log_partition_exact` / :func:`exact_log_likelihood`: enumeration of the smaller layer
-  (up to 2^24 joint states, chunked);
+  (up to 2^24 joint states, chunked; ``log_partition_exact`` is
+  :func:`boltzkit.exact.rbm.log_partition`);
 - :func:`ais`: forward annealed importance sampling from a base-rate model (Salakhutdinov &
   Murray 2008), log Z with a confidence interval and effective sample size;
 - :func:`reverse_ais`: RAISE (Burda, Grosse & Salakhutdinov 2015), chains started at the data,
@@ -14,10 +15,11 @@
 Kept apart from training: this layer only reads models.
 """
 
+from ..exact.rbm import MAX_ENUMERATE_STATES, can_enumerate, free_energy
+from ..exact.rbm import log_partition as log_partition_exact
 from .ais import AISResult, DEFAULT_STEPS, ais, base_log_partition, base_visible_bias, \
     default_betas, reverse_ais
 from .evaluate import LOG_Z_METHODS, evaluate
-from .exact import MAX_ENUMERATE_STATES, can_enumerate, free_energy, log_partition_exact
 from .likelihood import FreeEnergyGap, LogLikelihood, exact_log_likelihood, free_energy_gap, \
     log_likelihood, pseudo_likelihood, reconstruction_error
 

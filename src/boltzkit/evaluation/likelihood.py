@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..training import Callback, reconstruction_error
 from ..units import Bernoulli, Gaussian, Softmax, Spin
-from .exact import free_energy
+from ..exact.rbm import free_energy, log_partition
 
 __all__ = ["LogLikelihood", "log_likelihood", "exact_log_likelihood", "pseudo_likelihood",
            "reconstruction_error", "free_energy_gap", "FreeEnergyGap"]
@@ -85,9 +85,7 @@ def log_likelihood(model, data: torch.Tensor, log_z) -> LogLikelihood:
 
 def exact_log_likelihood(model, data: torch.Tensor) -> LogLikelihood:
     """:func:`log_likelihood` with the exact log Z (enumeration; small layers only)."""
-    from .exact import log_partition_exact
-
-    return log_likelihood(model, data, log_partition_exact(model))
+    return log_likelihood(model, data, log_partition(model))
 
 
 # -- pseudo-likelihood ----------------------------------------------------------------------------

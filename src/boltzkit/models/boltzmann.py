@@ -20,7 +20,7 @@ zero where there is no connection): learning rules call it after every update.
 
 This module holds parameters and energies only. Sampling (sequential Gibbs sweeps, annealing)
 lives in :mod:`boltzkit.samplers.sequential`, learning in :mod:`boltzkit.training.boltzmann`,
-exact enumeration for tiny machines in :mod:`boltzkit.exact_boltzmann`.
+exact enumeration for tiny machines in :mod:`boltzkit.exact.boltzmann`.
 """
 
 from __future__ import annotations

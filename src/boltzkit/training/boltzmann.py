@@ -32,7 +32,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import torch
 
-from .. import exact_boltzmann
+from ..exact import boltzmann as exact_boltzmann
 from ..samplers import sequential as sq
 from .fit import Callback, FitState, make_schedule
 

@@ -147,7 +147,7 @@ class ExactGradient:
         return None
 
     def __call__(self, model, v, state=None, generator=None):
-        vh, ev, eh = exact.expected_statistics(model)
+        vh, ev, eh = exact.rbm.expected_statistics(model)
         h_pos = model.hidden_mean(v)
         n = v.shape[0]
         gw = vh - v.t() @ h_pos / n

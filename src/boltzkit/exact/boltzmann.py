@@ -3,7 +3,7 @@
 A :class:`~boltzkit.models.boltzmann.BoltzmannMachine` of n binary units has 2^n joint states;
 up to about 20-24 units every sum over them is done exactly, in chunks (float64 accumulation),
 so that memory stays bounded. These are the reference values the samplers and the learning rule
-are tested against (the RBM counterpart is :mod:`boltzkit.exact`).
+are tested against (the RBM counterpart is :mod:`boltzkit.exact.rbm`).
 
 State numbering: state number k has unit i on when bit i of k is set (unit 0 is the lowest bit),
 the order of :meth:`boltzkit.units.Units.states`; :func:`state_index` maps states back to k.
@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from .units import enumerate_states
+from ..units import enumerate_states
 
 __all__ = ["MAX_UNITS", "all_states", "state_index", "log_partition", "distribution",
            "pair_expectations", "clamped_pair_expectations", "log_likelihood",
