@@ -11,6 +11,7 @@ import torch
 
 from boltzkit.cli import main
 from boltzkit.experiments import encoder as E
+from boltzkit.training.estimators.boltzmann import noisy_clamp
 
 
 def test_parse_spec():
@@ -51,16 +52,18 @@ def _hand_made_solution(stack, n=4, m=2):
             for j in range(n):
                 if i != j:
                     w[base + i, base + j] = -10.0
-    stack.weight[0] = w * stack.mask
-    stack.bias[0] = b
+    with torch.no_grad():
+        stack.weight[0] = w * stack.mask
+        stack.bias[0] = b
 
 
 def test_solved_recognises_a_solution_and_rejects_zero_weights():
-    stack = E.MachineStack(3, E.connectivity(4, 2), 8, 10.0)
+    stack = E.make_stack(3, 4, 2, E.PaperSettings())
     _hand_made_solution(stack)
-    stack.weight[2] = stack.weight[0]
-    stack.bias[2] = stack.bias[0]
-    stack.weight[2, 0, 8] = stack.weight[2, 8, 0] = -stack.weight[0, 0, 8]  # break pattern 0
+    with torch.no_grad():
+        stack.weight[2] = stack.weight[0]
+        stack.bias[2] = stack.bias[0]
+        stack.weight[2, 0, 8] = stack.weight[2, 8, 0] = -stack.weight[0, 0, 8]  # break pattern 0
     assert E.solved(stack, 4, 2).tolist() == [True, False, False]
 
 
@@ -69,7 +72,7 @@ def test_noisy_clamping_rates():
     (binomial: sqrt(p(1-p)/N)) of 0.15 and 0.05."""
     g = torch.Generator().manual_seed(0)
     v = E.patterns(4).expand(100000, 4, 8)
-    noisy = E._noisy(v, 0.15, 0.05, g)
+    noisy = noisy_clamp(v, 0.15, 0.05, g)
     on = v > 0.5
     off_rate = float((noisy[on] == 0).double().mean())
     on_rate = float((noisy[~on] == 1).double().mean())

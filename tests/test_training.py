@@ -5,7 +5,9 @@ import torch
 
 import boltzkit
 from boltzkit import RBM, exact
-from boltzkit.training import CD, PCD, Callback, Checkpoint, ExactGradient, fit
+from boltzkit.training import CD, PCD, SGD, Callback, Checkpoint, ExactGradient, fit
+
+NAMES = ("weight", "visible_bias", "hidden_bias")
 
 from .conftest import gen
 from .test_rbm import random_rbm, some_visible
@@ -27,8 +29,9 @@ def test_exact_gradient_is_the_gradient_of_the_log_likelihood(visible, hidden):
     auto = torch.autograd.grad(loss, [m.weight, m.visible_bias, m.hidden_bias])
     with torch.no_grad():
         grad, _ = ExactGradient()(m, v)
-    for a, b in zip(auto, grad):
-        assert torch.allclose(a, b, atol=1e-9)
+    assert set(grad) == set(NAMES)
+    for a, name in zip(auto, NAMES):
+        assert torch.allclose(a, grad[name], atol=1e-9)
 
 
 def test_pcd_with_long_chains_matches_the_exact_gradient():
@@ -44,11 +47,11 @@ def test_pcd_with_long_chains_matches_the_exact_gradient():
     # (variance <= 1/4), so each gradient component has standard error <= 0.5 / sqrt(n_chains);
     # the positive statistics are exact. 5 standard errors: per component P < 6e-7.
     bound = 5 * 0.5 / math.sqrt(n_chains)
-    for a, b in zip(grad, exact_grad):
-        assert (a - b).abs().max().item() < bound
+    for name in NAMES:
+        assert (grad[name] - exact_grad[name]).abs().max().item() < bound
     # ... and the comparison has power: CD-1 is biased far beyond that bound on this model
     cd, _ = CD(1)(m, v, None, g)
-    assert (cd.weight - exact_grad.weight).abs().max().item() > 3 * bound
+    assert (cd["weight"] - exact_grad["weight"]).abs().max().item() > 3 * bound
     assert chains.visible.shape == (n_chains, 6)  # the persistent state comes back
 
 
@@ -63,9 +66,9 @@ def test_cd_is_data_minus_model_statistics():
     for _ in range(2):
         state = boltzkit.samplers.gibbs.step(m, state, g)
     vk, hk = state.visible, state.hidden_mean
-    assert torch.allclose(grad.weight, vk.t() @ hk / 8 - v.t() @ h0 / 8, atol=1e-12)
-    assert torch.allclose(grad.visible_bias, vk.mean(0) - v.mean(0), atol=1e-12)
-    assert torch.allclose(grad.hidden_bias, hk.mean(0) - h0.mean(0), atol=1e-12)
+    assert torch.allclose(grad["weight"], vk.t() @ hk / 8 - v.t() @ h0 / 8, atol=1e-12)
+    assert torch.allclose(grad["visible_bias"], vk.mean(0) - v.mean(0), atol=1e-12)
+    assert torch.allclose(grad["hidden_bias"], hk.mean(0) - h0.mean(0), atol=1e-12)
 
 
 def test_exact_gradient_descent_raises_the_likelihood():
@@ -81,7 +84,7 @@ def test_exact_gradient_descent_raises_the_likelihood():
     for _ in range(5):
         history.append(exact_mean_log_likelihood(m, data).item())
         fit(m, data, estimator=ExactGradient(), epochs=10, batch_size=200, lr=0.5,
-            momentum=0.5, init_visible_bias=False, generator=gen(0))
+            update=SGD(momentum=0.5), init_visible_bias=False, generator=gen(0))
     history.append(exact_mean_log_likelihood(m, data).item())
     assert all(b > a for a, b in zip(history, history[1:])), history
     assert history[-1] > history[0] + 1.0, history
@@ -128,7 +131,7 @@ def test_fit_rejects_bad_settings_and_data():
     with pytest.raises(ValueError, match="epochs: expected a positive integer"):
         fit(m, x, epochs=0)
     with pytest.raises(ValueError, match="momentum: expected a value in"):
-        fit(m, x, momentum=1.0)
+        SGD(momentum=1.0)
     with pytest.raises(ValueError, match="lr: expected a finite"):
         fit(m, x, lr=float("nan"))
     with pytest.raises(ValueError, match=r"data: expected shape \(n, 4\)"):
@@ -144,10 +147,10 @@ def test_fit_rejects_bad_settings_and_data():
 def test_divergence_is_reported_and_not_checkpointed(tmp_path):
     m = RBM(4, 2, visible="gaussian")
     x = torch.randn(50, 4, generator=gen(1)) * 3
-    path = tmp_path / "m.safetensors"
+    path = tmp_path / "model.safetensors"
     boltzkit.save(m, path)
     with pytest.raises(FloatingPointError, match="diverged"):  # far too large a step
-        fit(m, x, epochs=200, lr=50.0, callbacks=[Checkpoint(path)])
+        fit(m, x, epochs=200, lr=50.0, callbacks=[Checkpoint(tmp_path)])
     assert torch.isfinite(boltzkit.load(path).weight).all()  # the last good file survives
 
 
@@ -159,8 +162,8 @@ def test_interrupt_keeps_the_work_done(tmp_path):
 
     m = RBM(4, 2)
     x = (torch.rand(50, 4, generator=gen(1)) < 0.5).float()
-    path = tmp_path / "m.safetensors"
-    state = fit(m, x, epochs=10, callbacks=[Checkpoint(path), Interrupt()])
+    path = tmp_path / "model.safetensors"
+    state = fit(m, x, epochs=10, callbacks=[Checkpoint(tmp_path), Interrupt()])
     assert state.interrupted and state.epoch == 2
     assert torch.equal(boltzkit.load(path).weight, m.weight)
 
@@ -180,6 +183,6 @@ def test_cd1_on_binarized_mnist_raises_the_exact_test_likelihood(data_dir):
 
     start = test_ll()
     assert -207 < start < -205  # the base-rate (independent pixels) model, weights ~ N(0, 0.01²)
-    fit(m, train, estimator=CD(1), epochs=5, batch_size=100, lr=0.05, momentum=0.5,
+    fit(m, train, estimator=CD(1), epochs=5, batch_size=100, lr=0.05, update=SGD(momentum=0.5),
         generator=gen(1))
     assert test_ll() > start + 25

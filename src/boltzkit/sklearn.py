@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .models import RBM
-from .training import CD, PCD, fit
+from .training import CD, PCD, SGD, fit
 
 __all__ = ["RBMTransformer"]
 
@@ -111,7 +111,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _train(self, v, epochs, first):
         state = fit(self.model_, v, estimator=self._estimator(), epochs=epochs,
                     batch_size=int(self.batch_size), lr=float(self.learning_rate),
-                    momentum=float(self.momentum), weight_decay=float(self.weight_decay),
+                    update=SGD(float(self.momentum), float(self.weight_decay)),
                     init_visible_bias=first, generator=self._gen_,
                     progress=bool(self.verbose))
         self.history_ = state.history

@@ -9,7 +9,7 @@ Machine: 196 visible units (one per pixel) and ``n_hidden`` hidden units, every 
 (visible-visible, hidden-hidden and visible-hidden), 0/1 units, T = 1, small random initial
 weights, visible biases started at the data's base rates.
 
-Learning: the two-phase rule (:class:`boltzkit.training.boltzmann.TwoPhase`). Positive phase:
+Learning: the two-phase rule (:class:`boltzkit.training.TwoPhase`). Positive phase:
 pixels clamped to a mini-batch, hidden units settle for a few sweeps, statistics over a few
 more. Negative phase as in the 1985 procedure: fresh chains started from random states run
 free for ``negative_settle`` sweeps before their statistics are taken. Three machines are
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from ..io import atomic_write, save
 from ..models.boltzmann import BoltzmannMachine
 from ..samplers import sequential as sq
-from ..training.boltzmann import TwoPhase, fit_boltzmann
+from ..training import SGD, TwoPhase, fit
 from .._threads import torch_threads
 
 __all__ = ["prepare_mnist", "train_variant", "draw_samples", "run_mnist_experiment",
@@ -95,16 +95,14 @@ def train_variant(data: torch.Tensor, *, n_hidden: int = 64, negative_settle: in
                   lr: float = 0.1, momentum: float = 0.5, weight_decay: float = 1e-4,
                   seed: int = 0, progress: bool = False):
     """Train one machine on ``data`` ``(m, n_visible)`` (fresh negative chains from random
-    states, ``negative_settle`` sweeps). Returns ``(model, FitState)``."""
+    states, ``negative_settle`` sweeps). Returns ``(model, TrainState)``."""
     g = torch.Generator().manual_seed(seed)
     bm = BoltzmannMachine(data.shape[1], n_hidden, init_std=0.01, generator=g)
     est = TwoPhase(positive_settle=positive_settle, positive_collect=positive_collect,
                    negative_settle=negative_settle, negative_collect=negative_collect,
                    persistent=False, negative_init="random")
-    state = fit_boltzmann(bm, data, estimator=est, epochs=epochs, batch_size=batch_size,
-                          lr=lr, momentum=momentum, weight_decay=weight_decay,
-                          init_visible_bias=True, generator=g, progress=progress,
-                          exact_monitor=False)
+    state = fit(bm, data, estimator=est, epochs=epochs, batch_size=batch_size, lr=lr,
+                update=SGD(momentum, weight_decay), generator=g, progress=progress)
     return bm, state
 
 

@@ -48,8 +48,13 @@ the statistics. A cycle costs a small fraction of the paper's (no annealing, no 
 but gradient steps settle into the local minima where two patterns share a hidden code more
 often than the paper's fixed-size noisy steps do: see BENCHMARKS.md for the figures.
 
-Every run is an independent machine; all runs are simulated together as a stack of machines
-(weights ``(R, n, n)``), so 250 runs cost little more than one.
+Every run is an independent machine; all runs are one stack of machines
+(:class:`~boltzkit.models.BoltzmannMachine` with ``n_machines``, weights ``(R, n, n)``) trained
+by the same driver, estimator and update rules as every other model
+(:func:`boltzkit.training.fit` with :class:`~boltzkit.training.estimators.TwoPhase` and
+:class:`~boltzkit.training.updates.SignStep` or :class:`~boltzkit.training.updates.SGD`): the
+data set is the N patterns, one batch of all of them per epoch, so an epoch is a learning
+cycle. 250 runs cost little more than one.
 """
 
 from __future__ import annotations
@@ -61,13 +66,15 @@ from typing import Callable, Optional
 
 import torch
 
+from ..models import BoltzmannMachine
 from ..samplers import sequential as sq
-from ..training.boltzmann import pair_statistics
+from ..training import SGD, Callback, SignStep, TwoPhase, fit
 from ..units import Bernoulli
 from .._threads import torch_threads
 
-__all__ = ["parse_spec", "connectivity", "patterns", "MachineStack", "PaperSettings",
-           "FastSettings", "solved", "distinct_codes", "run_encoder", "PAPER_RESULTS"]
+__all__ = ["parse_spec", "connectivity", "patterns", "make_stack", "training_setup",
+           "PaperSettings", "FastSettings", "solved", "distinct_codes", "run_encoder",
+           "PAPER_RESULTS"]
 
 # what the paper reports (from its section 5, as quoted in issue 4)
 PAPER_RESULTS = {"4-2-4": {"runs": 250, "successes": 250, "median_cycles": 110}}
@@ -108,25 +115,16 @@ def patterns(n: int) -> torch.Tensor:
     return torch.cat([eye, eye], 1)
 
 
-class MachineStack:
-    """R independent Boltzmann machines of the same structure (weights ``(R, n, n)``); the
-    object the sequential sampler accepts for stacks."""
-
-    def __init__(self, n_runs: int, mask: torch.Tensor, n_visible: int, temperature: float,
-                 dtype=torch.float32, device=None):
-        n = mask.shape[0]
-        self.mask = mask.to(device=device, dtype=dtype)
-        self.weight = torch.zeros(n_runs, n, n, dtype=dtype, device=device)
-        self.bias = torch.zeros(n_runs, n, dtype=dtype, device=device)
-        self.units = Bernoulli()
-        self.temperature = float(temperature)
-        self.n_visible = n_visible
-        self.n_units = n
-
-    def energy(self, s: torch.Tensor) -> torch.Tensor:
-        """Energies of states ``(R, m, n)`` under each run's machine: ``(R, m)``."""
-        return -(0.5 * (torch.matmul(s, self.weight) * s).sum(-1)
-                 + (s * self.bias.unsqueeze(-2)).sum(-1))
+def make_stack(n_runs: int, n: int, m: int, settings, generator=None,
+               device=None) -> BoltzmannMachine:
+    """The R = ``n_runs`` independent N-M-N machines of the experiment as one stack (0/1
+    units, the encoder's connectivity, the settings' temperature; weights N(0, init_std²) on
+    the connections for the fast method, zero for the paper's)."""
+    return BoltzmannMachine(2 * n, m, "bernoulli", n_machines=n_runs,
+                            connectivity=connectivity(n, m, settings.visible_within),
+                            temperature=settings.temperature,
+                            init_std=getattr(settings, "init_std", 0.0), generator=generator,
+                            device=device)
 
 
 @dataclass
@@ -177,21 +175,13 @@ def _energy(weight: torch.Tensor, bias: torch.Tensor, s: torch.Tensor) -> torch.
     return -(0.5 * (torch.matmul(s, weight) * s).sum(-1) + torch.matmul(bias, s.t()))
 
 
-def _noisy(v: torch.Tensor, p_on_to_off: float, p_off_to_on: float, generator) -> torch.Tensor:
-    u = torch.rand(v.shape, generator=generator, dtype=v.dtype,
-                   device=generator.device if generator is not None else v.device).to(v.device)
-    keep_on = u >= p_on_to_off
-    turn_on = u < p_off_to_on
-    return torch.where(v > 0.5, keep_on, turn_on).to(v.dtype)
-
-
 def _completion_states(n: int, m: int, dtype, device) -> torch.Tensor:
     """Every state of (V2, H): ``(2^(n+m), n+m)``."""
     return Bernoulli().states(n + m, dtype=dtype, device=device)
 
 
 @torch.no_grad()
-def solved(stack: MachineStack, n: int, m: int, generator=None) -> torch.Tensor:
+def solved(stack: BoltzmannMachine, n: int, m: int, generator=None) -> torch.Tensor:
     """Bool ``(R,)``: which runs are at a global minimum (see the module docstring).
 
     For ``n + m <= 20`` the lowest-energy completion given V1 is found by enumeration. Beyond,
@@ -234,7 +224,7 @@ def solved(stack: MachineStack, n: int, m: int, generator=None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def distinct_codes(stack: MachineStack, n: int, m: int) -> torch.Tensor:
+def distinct_codes(stack: BoltzmannMachine, n: int, m: int) -> torch.Tensor:
     """Bool ``(R,)``: a weaker criterion, for comparison. With a whole pattern (V1 and V2)
     clamped, the lowest-energy hidden state is found for each pattern (2^m states); true when
     the N codes are all different (whatever V1 alone would complete V2 to)."""
@@ -251,68 +241,54 @@ def distinct_codes(stack: MachineStack, n: int, m: int) -> torch.Tensor:
     return (same.sum((-1, -2)) == n)
 
 
-def _paper_cycle(stack, n, m, s: PaperSettings, generator):
-    r = stack.weight.shape[0]
-    dev, dt = stack.weight.device, stack.weight.dtype
-    pats = patterns(n).to(dev, dt).repeat(s.annealings_per_pattern, 1)  # (P*a, 2n)
-    k = pats.shape[0]
-    clamp = torch.zeros(2 * n + m, dtype=torch.bool)
-    clamp[: 2 * n] = True
-    # positive phase: noisy clamping, fresh for every run and every annealing
-    v = _noisy(pats.expand(r, k, 2 * n), s.p_on_to_off, s.p_off_to_on, generator)
-    st = sq.init(stack, sq.states_with_visible(stack, v, generator))
-    st = sq.anneal(stack, st, s.schedule, generator, clamp=clamp, order=s.order)
-    pos = _collect(stack, st, s.collect, generator, clamp=clamp, order=s.order,
-                   temperature=s.temperature)
-    # negative phase: as many annealings, nothing clamped
-    st = sq.init(stack, sq.random_states(stack, k, generator))
-    st = sq.anneal(stack, st, s.schedule, generator, order=s.order)
-    neg = _collect(stack, st, s.collect, generator, clamp=None, order=s.order,
-                   temperature=s.temperature)
-    stack.weight.add_(torch.sign(pos.pairs - neg.pairs) * stack.mask, alpha=s.step)
-    stack.bias.add_(torch.sign(pos.means - neg.means), alpha=s.step)
-
-
-def _collect(stack, st, n_sweeps, generator, **kw):
-    acc_p = acc_m = 0.0
-    for _ in range(n_sweeps):
-        st = sq.step(stack, st, generator, **kw)
-        ps = pair_statistics(st.states)
-        acc_p = acc_p + ps.pairs
-        acc_m = acc_m + ps.means
-    return type(ps)(acc_p / n_sweeps, acc_m / n_sweeps)
-
-
-def _fast_cycle(stack, n, m, s: FastSettings, chains, generator):
-    dev, dt = stack.weight.device, stack.weight.dtype
-    r = stack.weight.shape[0]
-    pats = patterns(n).to(dev, dt).repeat(s.copies_per_pattern, 1)
-    # exact positive phase: hidden units independent given V1 and V2
-    vis = pats.expand(r, pats.shape[0], 2 * n)
-    if s.p_on_to_off or s.p_off_to_on:
-        vis = _noisy(vis, s.p_on_to_off, s.p_off_to_on, generator)
-    field = torch.matmul(vis, stack.weight[:, : 2 * n, 2 * n:]) + stack.bias[:, None, 2 * n:]
-    mu = torch.cat([vis, torch.sigmoid(field / s.temperature)], -1)
-    pos = pair_statistics(mu)
+def training_setup(settings, method: str):
+    """``(estimator, update rule, learning rate)`` that make one epoch over the N patterns one
+    learning cycle of ``method`` (see the module docstring)."""
+    s = settings
+    if method == "paper":
+        est = TwoPhase(positive_settle=0, positive_collect=s.collect, negative_settle=0,
+                       negative_collect=s.collect, schedule=s.schedule, persistent=False,
+                       chains_per_example=s.annealings_per_pattern,
+                       clamp_noise=(s.p_on_to_off, s.p_off_to_on), order=s.order)
+        return est, SignStep(), s.step
+    noise = (s.p_on_to_off, s.p_off_to_on) if (s.p_on_to_off or s.p_off_to_on) else None
+    common = dict(positive_settle=0, positive_collect=1, chains_per_example=s.copies_per_pattern,
+                  clamp_noise=noise, mean_field=True, mean_field_damping=1.0,
+                  mean_field_iters=2, n_chains=s.chains_per_run, order=s.order)
     if s.negative == "persistent":
-        chains = sq.init(stack, chains.states)
-        for _ in range(s.negative_sweeps):
-            chains = sq.step(stack, chains, generator, order=s.order, temperature=s.temperature)
-        neg = pair_statistics(chains.states)
-    else:  # fresh chains, annealed from twice the temperature
+        est = TwoPhase(negative_settle=s.negative_sweeps - 1, negative_collect=1,
+                       persistent=True, **common)
+    else:  # fresh chains each cycle, annealed from twice the temperature
         t = s.temperature
-        st = sq.init(stack, sq.random_states(stack, chains.states.shape[-2], generator))
-        st = sq.anneal(stack, st, [(2 * t, 2), (1.5 * t, 2), (1.2 * t, 2), (t, s.negative_sweeps)],
-                       generator, order=s.order)
-        neg = _collect(stack, st, s.collect, generator, clamp=None, order=s.order, temperature=t)
+        est = TwoPhase(negative_settle=0, negative_collect=s.collect, persistent=False,
+                       schedule=[(2 * t, 2), (1.5 * t, 2), (1.2 * t, 2), (t, s.negative_sweeps)],
+                       **common)
     if s.rule == "sign":
-        stack.weight.add_(torch.sign(pos.pairs - neg.pairs) * stack.mask, alpha=s.step)
-        stack.bias.add_(torch.sign(pos.means - neg.means), alpha=s.step)
-        return chains
-    stack.weight.mul_(1.0 - s.lr * s.weight_decay)
-    stack.weight.add_((pos.pairs - neg.pairs) * stack.mask, alpha=s.lr)
-    stack.bias.add_(pos.means - neg.means, alpha=s.lr)
-    return chains
+        return est, SignStep(), s.step
+    return est, SGD(momentum=0.0, weight_decay=s.weight_decay), s.lr
+
+
+class _Solved(Callback):
+    """After every learning cycle: which runs have reached a global minimum (and the weaker
+    distinct-codes test); stops training when every run has."""
+
+    def __init__(self, n, m, runs, progress):
+        self.n, self.m, self.progress = n, m, progress
+        self.first = torch.full((runs,), -1, dtype=torch.int64)
+        self.first_codes = torch.full((runs,), -1, dtype=torch.int64)
+        self.ok = torch.zeros(runs, dtype=torch.bool)
+
+    def on_epoch_end(self, state):
+        cycle = state.epoch
+        self.ok = solved(state.model, self.n, self.m, state.generator).cpu()
+        self.first[(self.first < 0) & self.ok] = cycle
+        if self.m <= MAX_EXACT_FREE_UNITS:
+            codes = distinct_codes(state.model, self.n, self.m).cpu()
+            self.first_codes[(self.first_codes < 0) & codes] = cycle
+        if self.progress is not None:
+            self.progress(cycle, int((self.first > 0).sum()))
+        if bool((self.first > 0).all()):
+            state.stop = True
 
 
 @torch.no_grad()
@@ -349,34 +325,15 @@ def _run_encoder(spec, runs, method, max_cycles, seed, settings, device, progres
     device = torch.device(device or "cpu")
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
-    mask = connectivity(n, m, settings.visible_within)
-    stack = MachineStack(runs, mask, 2 * n, settings.temperature, device=device)
-    first = torch.full((runs,), -1, dtype=torch.int64)
-    first_codes = torch.full((runs,), -1, dtype=torch.int64)
-    chains = None
-    if method == "fast":
-        if settings.init_std:
-            w = torch.randn(stack.weight.shape, generator=generator, device=device)
-            stack.weight.copy_((w + w.transpose(1, 2)) * (0.5 ** 0.5) * settings.init_std
-                               * stack.mask)
-        chains = sq.init(stack, sq.random_states(stack, settings.chains_per_run, generator))
+    stack = make_stack(runs, n, m, settings, generator, device)
+    estimator, update, lr = training_setup(settings, method)
+    watch = _Solved(n, m, runs, progress)
     t0 = time.perf_counter()
-    cycle = 0
-    ok = torch.zeros(runs, dtype=torch.bool)
-    for cycle in range(1, max_cycles + 1):
-        if method == "paper":
-            _paper_cycle(stack, n, m, settings, generator)
-        else:
-            chains = _fast_cycle(stack, n, m, settings, chains, generator)
-        ok = solved(stack, n, m, generator).cpu()
-        first[(first < 0) & ok] = cycle
-        if m <= MAX_EXACT_FREE_UNITS:
-            first_codes[(first_codes < 0) & distinct_codes(stack, n, m).cpu()] = cycle
-        if progress is not None:
-            progress(cycle, int((first > 0).sum()))
-        if bool((first > 0).all()):
-            break
+    state = fit(stack, patterns(n).to(device), estimator=estimator, update=update, lr=lr,
+                epochs=max_cycles, batch_size=n, generator=generator, callbacks=[watch],
+                init_visible_bias=False, monitors=[])
     seconds = time.perf_counter() - t0
+    cycle, first, first_codes, ok = state.epoch, watch.first, watch.first_codes, watch.ok
     counts = [int(c) if c > 0 else None for c in first.tolist()]
     done = [c for c in counts if c is not None]
     result = {

@@ -18,8 +18,14 @@ boolean ``connectivity`` matrix. The pattern lives in the ``mask`` buffer (saved
 and :meth:`BoltzmannMachine.constrain_` puts the weights back on it (symmetric, zero diagonal,
 zero where there is no connection): learning rules call it after every update.
 
+A stack: ``n_machines=R`` makes R independent machines of the same structure in one module
+(weights ``(R, n, n)``, biases ``(R, n)``, one shared mask): states ``(R, m, n)`` hold m chains
+of each machine, and samplers, the two-phase rule and the update rules treat every machine
+separately. The encoder experiment trains hundreds of small machines at once this way.
+
 This module holds parameters and energies only. Sampling (sequential Gibbs sweeps, annealing)
-lives in :mod:`boltzkit.samplers.sequential`, learning in :mod:`boltzkit.training.boltzmann`,
+lives in :mod:`boltzkit.samplers.sequential`, learning in
+:mod:`boltzkit.training.estimators.boltzmann` (the two-phase rule),
 exact enumeration for tiny machines in :mod:`boltzkit.exact.boltzmann`.
 """
 
@@ -72,6 +78,8 @@ class BoltzmannMachine(nn.Module):
     init_std : float
         Weights start as N(0, init_std²) on the allowed connections (symmetrised); 0 starts
         them at zero (as Ackley, Hinton & Sejnowski 1985 do). Biases start at 0.
+    n_machines : int, optional
+        Make a stack of this many independent machines (see the module docstring).
     generator : torch.Generator, optional
         Source of the initial weights.
     device, dtype
@@ -79,8 +87,9 @@ class BoltzmannMachine(nn.Module):
 
     Attributes
     ----------
-    weight : Parameter ``(n, n)``, symmetric, zero diagonal, zero off the mask
-    bias : Parameter ``(n,)``
+    weight : Parameter ``(n, n)`` (``(R, n, n)`` for a stack), symmetric, zero diagonal, zero
+        off the mask
+    bias : Parameter ``(n,)`` (``(R, n)``)
     mask : buffer ``(n, n)``, 1.0 where two units are connected, else 0.0
     """
 
@@ -88,6 +97,7 @@ class BoltzmannMachine(nn.Module):
                  visible_visible: bool = True, hidden_hidden: bool = True,
                  visible_hidden: bool = True, connectivity: Optional[torch.Tensor] = None,
                  temperature: float = 1.0, init_std: float = 0.0,
+                 n_machines: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, device=None, dtype=None):
         super().__init__()
         _positive_int(n_visible, "n_visible", 1)
@@ -102,6 +112,9 @@ class BoltzmannMachine(nn.Module):
         self.hidden_hidden = bool(hidden_hidden)
         self.visible_hidden = bool(visible_hidden)
         self.temperature = _temperature(temperature)
+        self.n_machines = None if n_machines is None else _positive_int(n_machines,
+                                                                        "n_machines", 1)
+        lead = () if n_machines is None else (n_machines,)
         if not isinstance(init_std, (int, float)) or not math.isfinite(init_std) or init_std < 0:
             raise ValueError(f"init_std: expected a finite number >= 0, got {init_std!r}")
         dtype = dtype or torch.float32
@@ -131,10 +144,15 @@ class BoltzmannMachine(nn.Module):
             self.custom_connectivity = True
         mask.fill_diagonal_(0.0)
         self.register_buffer("mask", mask.to(device))
-        w = torch.randn(n, n, generator=generator, dtype=dtype) * init_std
-        w = (w + w.t()) * (0.5 ** 0.5)  # symmetric, each entry still N(0, init_std²)
-        self.weight = nn.Parameter(w.to(device) * self.mask)
-        self.bias = nn.Parameter(torch.zeros(n, dtype=dtype, device=device))
+        if init_std:
+            w = torch.randn(*lead, n, n, generator=generator, dtype=dtype,
+                            device=generator.device if generator is not None else None)
+            # symmetric, each entry still N(0, init_std²)
+            w = (w + w.transpose(-1, -2)).mul_(init_std * 0.5 ** 0.5).to(device) * self.mask
+        else:
+            w = torch.zeros(*lead, n, n, dtype=dtype, device=device)
+        self.weight = nn.Parameter(w)
+        self.bias = nn.Parameter(torch.zeros(*lead, n, dtype=dtype, device=device))
 
     # -- configuration ----------------------------------------------------------------------
     def config(self) -> dict:
@@ -143,7 +161,8 @@ class BoltzmannMachine(nn.Module):
         return {"n_visible": self.n_visible, "n_hidden": self.n_hidden,
                 "units": self.units.spec(), "visible_visible": self.visible_visible,
                 "hidden_hidden": self.hidden_hidden, "visible_hidden": self.visible_hidden,
-                "temperature": self.temperature}
+                "temperature": self.temperature,
+                **({} if self.n_machines is None else {"n_machines": self.n_machines})}
 
     @classmethod
     def from_config(cls, config: dict, **kwargs) -> "BoltzmannMachine":
@@ -152,7 +171,8 @@ class BoltzmannMachine(nn.Module):
                    visible_visible=bool(config.get("visible_visible", True)),
                    hidden_hidden=bool(config.get("hidden_hidden", True)),
                    visible_hidden=bool(config.get("visible_hidden", True)),
-                   temperature=float(config.get("temperature", 1.0)), **kwargs)
+                   temperature=float(config.get("temperature", 1.0)),
+                   n_machines=config.get("n_machines"), **kwargs)
 
     def extra_repr(self) -> str:
         groups = "custom" if self.custom_connectivity else ", ".join(
@@ -161,7 +181,8 @@ class BoltzmannMachine(nn.Module):
                                   ("visible-hidden", self.visible_hidden)) if on) or "none"
         return (f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, "
                 f"units={self.units.spec()!r}, connections={groups}, "
-                f"temperature={self.temperature:g}")
+                f"temperature={self.temperature:g}" +
+                ("" if self.n_machines is None else f", n_machines={self.n_machines}"))
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -188,7 +209,7 @@ class BoltzmannMachine(nn.Module):
         """Put the weights back on the model's structure, in place: ``W ← ½(W + Wᵀ) ⊙ mask``
         (symmetric, zero diagonal, zero where units are not connected). Returns ``self``."""
         w = self.weight
-        w.copy_((w + w.t()).mul_(0.5).mul_(self.mask))
+        w.copy_((w + w.transpose(-1, -2)).mul_(0.5).mul_(self.mask))
         return self
 
     # -- input checks -------------------------------------------------------------------------
@@ -215,8 +236,9 @@ class BoltzmannMachine(nn.Module):
 
     # -- fields and energies ------------------------------------------------------------------
     def field(self, s: torch.Tensor) -> torch.Tensor:
-        """Local fields ``b + s W`` (each unit's energy gap ΔE_i), shape of ``s`` ``(m, n)``."""
-        return torch.matmul(s, self.weight) + self.bias
+        """Local fields ``b + s W`` (each unit's energy gap ΔE_i), shape of ``s`` ``(m, n)``
+        (``(R, m, n)`` for a stack)."""
+        return torch.matmul(s, self.weight) + self.bias.unsqueeze(-2)
 
     def conditional_mean(self, s: torch.Tensor, temperature: Optional[float] = None
                          ) -> torch.Tensor:
@@ -225,8 +247,10 @@ class BoltzmannMachine(nn.Module):
         return self.units.mean(self.field(s), 1.0 / t)
 
     def energy(self, s: torch.Tensor) -> torch.Tensor:
-        """``E(s) = -½ sᵀWs - b·s``, shape ``(m,)`` (temperature does not enter the energy)."""
-        return -(0.5 * (torch.matmul(s, self.weight) * s).sum(-1) + torch.matmul(s, self.bias))
+        """``E(s) = -½ sᵀWs - b·s``, shape ``(m,)`` (``(R, m)`` for a stack; temperature does
+        not enter the energy)."""
+        return -(0.5 * (torch.matmul(s, self.weight) * s).sum(-1)
+                 + (s * self.bias.unsqueeze(-2)).sum(-1))
 
     @torch.no_grad()
     def init_visible_bias(self, data: torch.Tensor) -> None:
@@ -234,4 +258,4 @@ class BoltzmannMachine(nn.Module):
         data's per-unit means at the model's temperature: ``T log p/(1-p)`` for 0/1 units,
         ``T atanh(m)`` for spins. ``data``: ``(m, n_visible)``."""
         mean = data.to(self.weight.device, self.weight.dtype).mean(0)
-        self.bias[: self.n_visible] = self.units.init_bias(mean) * self.temperature
+        self.bias[..., : self.n_visible] = self.units.init_bias(mean) * self.temperature

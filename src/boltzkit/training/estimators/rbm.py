@@ -1,4 +1,4 @@
-"""Gradient estimators for RBMs: positive (data) statistics minus negative (model) statistics.
+"""Gradient estimators for RBMs: contrastive divergence and persistent contrastive divergence.
 
 The mean log-likelihood of data under an RBM has the gradient
 
@@ -6,21 +6,18 @@ The mean log-likelihood of data under an RBM has the gradient
     d/da  = E_data[v]         - E_model[v]
     d/db  = E_data[E[h|v]]    - E_model[h]
 
-for every pairing of unit families (the energy is linear in each parameter). Estimators differ
-only in how they get the model statistics:
+for every pairing of unit families (the energy is linear in each parameter). The estimators
+differ only in how they get the model statistics:
 
 - :class:`CD` (contrastive divergence, Hinton 2002): k Gibbs steps from the data;
-- :class:`PCD` (persistent CD, Tieleman 2008): k Gibbs steps from chains kept across updates;
-- :class:`ExactGradient`: exact expectations by enumeration (tiny models; the reference).
+- :class:`PCD` (persistent CD, Tieleman 2008): k Gibbs steps from chains kept across updates.
 
-Each returns the gradient of the *loss* (the negative mean log-likelihood), so that it can be
-handed to any ``torch.optim`` optimiser as ``.grad``. Estimators are pure: the persistent chains
-are a state the caller passes in and gets back.
-
-:class:`CD` and :class:`PCD` also offer ``statistics(model, v, state, generator)``, which returns
-the samples themselves (:class:`Statistics`) instead of the gradient they make: the fit loop
-uses it to fold the weight update into the two gradient products (``W.addmm_``), which spares
-building the ``(n_visible, n_hidden)`` gradient and a pass over it at every step.
+Both return the loss gradient (the negative of the above) keyed ``weight``, ``visible_bias``,
+``hidden_bias``, and also offer ``statistics(model, v, state, generator)``, which returns the
+samples themselves (:class:`Statistics`) instead of the gradient they make: the SGD update uses
+them to fold the weight update into the two gradient products (see
+:mod:`boltzkit.training.updates`). A subclass that changes the gradient (centering, say) sets
+``dense_statistics = False`` so that the fused path is not offered.
 """
 
 from __future__ import annotations
@@ -29,18 +26,10 @@ from typing import Any, NamedTuple, Optional
 
 import torch
 
-from .. import exact
-from ..samplers import gibbs
+from ...samplers import gibbs
+from .base import Estimator
 
-__all__ = ["Gradient", "Statistics", "CD", "PCD", "ExactGradient", "statistics_gradient"]
-
-
-class Gradient(NamedTuple):
-    """Gradient of the loss (negative mean log-likelihood), shaped like the parameters."""
-
-    weight: torch.Tensor
-    visible_bias: torch.Tensor
-    hidden_bias: torch.Tensor
+__all__ = ["Statistics", "statistics_gradient", "CD", "PCD"]
 
 
 class Statistics(NamedTuple):
@@ -57,30 +46,36 @@ class Statistics(NamedTuple):
     h_neg: torch.Tensor
 
 
-def statistics_gradient(v_pos, h_pos, v_neg, h_neg) -> Gradient:
-    """Loss gradient from positive samples ``(v_pos, h_pos)`` and negative samples
-    ``(v_neg, h_neg)`` (rows are samples; h may be conditional means). Two matrix products."""
+def statistics_gradient(v_pos, h_pos, v_neg, h_neg) -> dict:
+    """Loss gradient ``{"weight", "visible_bias", "hidden_bias"}`` from positive samples
+    ``(v_pos, h_pos)`` and negative samples ``(v_neg, h_neg)`` (rows are samples; h may be
+    conditional means). Two matrix products."""
     n_pos, n_neg = v_pos.shape[0], v_neg.shape[0]
     # the 1/n scalings ride on the products (beta=0: the uninitialised buffer is ignored)
     gw = torch.addmm(v_pos.new_empty(v_pos.shape[1], h_pos.shape[1]), v_neg.t(), h_neg,
                      beta=0.0, alpha=1.0 / n_neg)
     gw.addmm_(v_pos.t(), h_pos, alpha=-1.0 / n_pos)
-    gv = v_neg.mean(0) - v_pos.mean(0)
-    gh = h_neg.mean(0) - h_pos.mean(0)
-    return Gradient(gw, gv, gh)
+    return {"weight": gw, "visible_bias": v_neg.mean(0) - v_pos.mean(0),
+            "hidden_bias": h_neg.mean(0) - h_pos.mean(0)}
 
 
-class CD:
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return value
+
+
+class CD(Estimator):
     """Contrastive divergence CD-k: negative statistics after ``k`` block-Gibbs steps started at
     the data. Hidden statistics use E[h | v] (Hinton's practical guide, section 3)."""
 
-    def __init__(self, k: int = 1):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k: expected a positive integer number of Gibbs steps, got {k!r}")
-        self.k = k
+    dense_statistics = True
 
-    def init_state(self, model, data: torch.Tensor, generator=None) -> Any:
-        return None
+    def __init__(self, k: int = 1):
+        self.k = _positive_int(k, "k")
+
+    def check_data(self, model, data):
+        return model.check_visible(data, "data", relaxed=True)
 
     def statistics(self, model, v: torch.Tensor, state: Any = None,
                    generator: Optional[torch.Generator] = None):
@@ -95,9 +90,7 @@ class CD:
         v_neg = gibbs.sample_visible(model, neg.hidden, generator)
         return Statistics(v, h_pos, v_neg, model.hidden_mean(v_neg)), state
 
-    def __call__(self, model, v: torch.Tensor, state: Any = None,
-                 generator: Optional[torch.Generator] = None):
-        """Returns ``(Gradient, state)`` for a batch ``v`` ``(batch, n_visible)``."""
+    def __call__(self, model, v, state=None, generator=None):
         stats, state = self.statistics(model, v, state, generator)
         return statistics_gradient(*stats), state
 
@@ -107,16 +100,17 @@ class CD:
 
 class PCD(CD):
     """Persistent contrastive divergence: the negative chains continue from where the last
-    update left them (``n_chains`` of them, default the batch size), ``k`` steps per update."""
+    update left them (``n_chains`` of them, default ``min(100, n_samples)``), ``k`` steps per
+    update."""
+
+    state_type = gibbs.GibbsState
 
     def __init__(self, k: int = 1, n_chains: Optional[int] = None):
         super().__init__(k)
-        if n_chains is not None and (not isinstance(n_chains, int) or n_chains < 1):
-            raise ValueError(f"n_chains: expected a positive integer, got {n_chains!r}")
-        self.n_chains = n_chains
+        self.n_chains = None if n_chains is None else _positive_int(n_chains, "n_chains")
 
     def init_state(self, model, data: torch.Tensor, generator=None) -> gibbs.GibbsState:
-        """Chains start at rows of ``data`` drawn at random (or at the first rows if fewer)."""
+        """Chains start at rows of ``data`` drawn at random."""
         n = self.n_chains or min(100, data.shape[0])
         where = generator.device if generator is not None else "cpu"  # a CUDA generator works too
         idx = torch.randint(0, data.shape[0], (n,), generator=generator, device=where)
@@ -137,21 +131,3 @@ class PCD(CD):
 
     def __repr__(self):
         return f"PCD(k={self.k}, n_chains={self.n_chains})"
-
-
-class ExactGradient:
-    """The exact loss gradient: model statistics by enumerating the smaller layer. For models of
-    up to about 20 units in that layer; the reference against which the others are tested."""
-
-    def init_state(self, model, data, generator=None):
-        return None
-
-    def __call__(self, model, v, state=None, generator=None):
-        vh, ev, eh = exact.rbm.expected_statistics(model)
-        h_pos = model.hidden_mean(v)
-        n = v.shape[0]
-        gw = vh - v.t() @ h_pos / n
-        return Gradient(gw, ev - v.mean(0), eh - h_pos.mean(0)), state
-
-    def __repr__(self):
-        return "ExactGradient()"

@@ -1,0 +1,37 @@
+"""The exact loss gradient by enumeration, for RBMs and Boltzmann machines small enough to
+enumerate (about 20 units in the enumerated layer or machine): the reference the sampling
+estimators are tested against."""
+
+from __future__ import annotations
+
+import torch
+
+from ...exact import boltzmann as exact_bm
+from ...exact import rbm as exact_rbm
+from .base import Estimator
+from .boltzmann import PhaseStatistics, phase_gradient
+
+__all__ = ["ExactGradient"]
+
+
+class ExactGradient(Estimator):
+    """The exact loss gradient: model statistics by enumeration (the smaller layer of an RBM,
+    every state of a Boltzmann machine), data statistics exactly given the batch."""
+
+    @torch.no_grad()
+    def __call__(self, model, v, state=None, generator=None):
+        from ...models import BoltzmannMachine
+
+        if isinstance(model, BoltzmannMachine):
+            pp, pm = exact_bm.clamped_pair_expectations(model, v)
+            fp, fm = exact_bm.pair_expectations(model)
+            dt = model.weight.dtype
+            return phase_gradient(model, PhaseStatistics(pp.to(dt), pm.to(dt)),
+                                  PhaseStatistics(fp.to(dt), fm.to(dt))), state
+        vh, ev, eh = exact_rbm.expected_statistics(model)
+        h_pos = model.hidden_mean(v)
+        return {"weight": vh - v.t() @ h_pos / v.shape[0], "visible_bias": ev - v.mean(0),
+                "hidden_bias": eh - h_pos.mean(0)}, state
+
+    def __repr__(self):
+        return "ExactGradient()"

@@ -1,0 +1,348 @@
+"""The driver: one training loop for every model that learns by positive minus negative
+statistics (RBMs, Boltzmann machines, stacks of them, and the models that come next).
+
+The driver is separate from the pluggable parts (NumPyro's habit): the *estimator* says how the
+loss gradient is estimated (:mod:`boltzkit.training.estimators`), the *update rule* how a
+gradient changes the parameters (:mod:`boltzkit.training.updates`), and everything that watches,
+records or stops training is a *callback* (:mod:`boltzkit.training.callbacks`). The driver owns
+mini-batches, the learning-rate schedule, divergence checks, interruption and the
+:class:`~boltzkit.training.state.TrainState`, which holds everything random or stateful, so that
+a run resumed from a saved state continues bit-identically on the CPU.
+
+Interruption: while :func:`fit` runs in the main thread, Ctrl-C (SIGINT) and SIGTERM do not
+break into an update; they set ``state.interrupted`` and training ends at the next batch
+boundary, so the parameters, chains and momentum always describe a whole number of batches (a
+second Ctrl-C interrupts at once; nothing is written from the half-done state it leaves).
+
+Divergence: after every epoch the parameters are checked. Training stops with a
+:class:`DivergenceError` (one line naming the learning rate), and the model is put back to the
+last finished epoch, when a parameter is NaN or inf, or when one has run away: its magnitude
+times the model's inverse temperature exceeds ``divergence_limit`` (default 100). A weight or
+bias of 100 on a unit's input makes the odds of its states differ by e^100: no data set needs
+that, while runaway learning rates reach it within an epoch (at lr 100 an RBM's hidden biases
+pass 300).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence, Union
+
+import torch
+
+from .callbacks import Callback, Progress, default_monitors
+from .state import STATE_FILE, TrainState, data_fingerprint, restore_estimator_state
+from .updates import SGD, Update
+
+__all__ = ["fit", "make_schedule", "DivergenceError", "DEFAULT_DIVERGENCE_LIMIT"]
+
+DEFAULT_DIVERGENCE_LIMIT = 100.0
+
+Grads = Mapping[str, torch.Tensor]
+
+
+class DivergenceError(FloatingPointError):
+    """Training stopped because the parameters became NaN/inf or ran away."""
+
+
+def make_schedule(spec: Union[str, Callable[[float], float], None]) -> Callable[[float], float]:
+    """Learning-rate multiplier as a function of training progress in [0, 1).
+
+    ``"constant"`` (default), ``"linear"`` (decays linearly to 0 at the end, as Tieleman 2008
+    does for PCD), ``"cosine"``, or any callable.
+    """
+    if spec is None or spec == "constant":
+        return lambda t: 1.0
+    if spec == "linear":
+        return lambda t: 1.0 - t
+    if spec == "cosine":
+        return lambda t: 0.5 * (1.0 + math.cos(math.pi * t))
+    if callable(spec):
+        return spec
+    raise ValueError(f"lr_schedule: expected 'constant', 'linear', 'cosine' or a callable, "
+                     f"got {spec!r}")
+
+
+def _schedule_name(spec) -> str:
+    return "constant" if spec is None else spec if isinstance(spec, str) else "callable"
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _finite_positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def default_estimator(model):
+    """CD-1 for RBMs, the two-phase rule for Boltzmann machines."""
+    from ..models import BoltzmannMachine
+    from .estimators import CD, TwoPhase
+
+    return TwoPhase() if isinstance(model, BoltzmannMachine) else CD(1)
+
+
+def _inverse_temperature(model) -> float:
+    t = getattr(model, "temperature", 1.0)
+    return 1.0 / t if isinstance(t, (int, float)) and t > 0 else 1.0
+
+
+def runaway(model, limit: float) -> Optional[str]:
+    """Why the model's parameters count as diverged (see the module docstring), or None."""
+    beta = _inverse_temperature(model)
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p.sum())) and not bool(torch.isfinite(p).all()):
+            return f"parameter {name} became NaN or inf"
+        if p.numel():
+            top = float(p.detach().abs().max()) * beta
+            if top > limit:
+                return (f"parameter {name} ran away to |{top:.3g}|" +
+                        (" (in units of the temperature)" if beta != 1.0 else "") +
+                        f", over the limit {limit:g}")
+    return None
+
+
+class _DeferSignals:
+    """SIGINT and SIGTERM set ``state.interrupted`` instead of breaking into an update (main
+    thread only; elsewhere Python's default handling stays). A second SIGINT interrupts at
+    once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, state: TrainState, enabled: bool):
+        self.state, self.old = state, None
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+
+    def _handler(self, signum, frame):
+        if self.state.interrupted and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.state.interrupted = True
+        self.state.signal = signal.Signals(signum).name
+
+    def __enter__(self):
+        if self.enabled:
+            self.old = {s: signal.getsignal(s) for s in self.SIGNALS}
+            for s in self.SIGNALS:
+                signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.old:
+            for s, h in self.old.items():
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
+        return False
+
+
+def _resume_state(resume, model, estimator, generator, config, epochs) -> TrainState:
+    """The state to continue from: a TrainState, or a state file or run folder to load."""
+    if isinstance(resume, TrainState):
+        state = resume
+        if state.model is not model:
+            with torch.no_grad():
+                model.load_state_dict(state.model.state_dict())
+            state.model = model
+        state.estimator_state = restore_estimator_state(estimator, state.estimator_state)
+    else:
+        path = Path(resume)
+        if path.is_dir():
+            path = path / STATE_FILE
+        state = TrainState.load(path, model, estimator)
+    # the settings that make the run what it is must not change under it
+    for key, want in config.items():
+        if key in ("epochs",):
+            continue
+        have = state.config.get(key)
+        if have is not None and have != want:
+            raise ValueError(f"resume: the run was trained with {key}={have}, this call asks for "
+                             f"{key}={want}")
+    if epochs < state.epoch or (epochs == state.epoch and state.batch):
+        raise ValueError(f"epochs: the run has already trained {state.epoch} epochs"
+                         f"{f' and {state.batch} batches' if state.batch else ''}, expected "
+                         f"epochs >= {state.epoch + (1 if state.batch else 0)}, got {epochs}")
+    if generator is not None and generator is not state.generator:
+        if generator.device != state.generator.device:
+            raise ValueError(f"generator: the run's generator was on {state.generator.device}, "
+                             f"got one on {generator.device}")
+        generator.set_state(state.generator.get_state())
+        state.generator = generator
+    state.epochs, state.config = epochs, dict(config)
+    state.stop = state.interrupted = state.diverged = False
+    return state
+
+
+def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] = None,
+        epochs: int = 10, batch_size: int = 100, lr: float = 0.05, lr_schedule="constant",
+        generator: Optional[torch.Generator] = None, callbacks: Sequence[Callback] = (),
+        resume=None, reduce: Optional[Callable[[Grads], Grads]] = None,
+        init_visible_bias: bool = True, monitors: Optional[Sequence[Callback]] = None,
+        progress: bool = False, divergence_limit: float = DEFAULT_DIVERGENCE_LIMIT,
+        handle_signals: bool = True) -> TrainState:
+    """Train ``model`` on ``data`` ``(n_samples, n_visible)`` in place.
+
+    Parameters
+    ----------
+    model : RBM, BoltzmannMachine (also a stack of machines), or any model an estimator serves
+    data : tensor ``(n_samples, n_visible)`` on the model's visible support (CD and PCD also
+        take grey values in [0, 1] as probabilities for binary units)
+    estimator : default ``CD(1)`` for RBMs, ``TwoPhase()`` for Boltzmann machines
+        How the loss gradient is estimated (see :mod:`boltzkit.training.estimators`).
+    update : Update, default ``SGD(momentum=0.5)``
+        How a gradient changes the parameters: :class:`~boltzkit.training.updates.SGD`
+        (momentum, weight decay on the weights only) or
+        :class:`~boltzkit.training.updates.SignStep` (the 1985 rule).
+    epochs, batch_size : int
+        Passes over the shuffled data, and rows per update (the last, smaller batch is kept).
+    lr : float
+        Learning rate (for :class:`SignStep`, the step size).
+    lr_schedule : "constant", "linear", "cosine" or callable(progress in [0, 1)) -> multiplier
+    generator : torch.Generator
+        All randomness (shuffling, sampling); equal seeds give equal models on the CPU.
+    callbacks : sequence of Callback
+        E.g. :class:`~boltzkit.training.callbacks.Checkpoint` to keep a resumable run folder.
+    resume : TrainState, or the path of a state file or of a run folder
+        Continue that run: the model's parameters, the chains, the momentum buffers, the
+        generator and the position within the epoch are restored, and the run ends
+        bit-identical (on the CPU) to the same run done without a break. The estimator, update
+        rule, batch size, learning rate, schedule and data must be those of the run (checked);
+        ``epochs`` may be larger than the run's, to train further.
+    reduce : callable(gradient dict) -> gradient dict, optional
+        Applied to every gradient before the update (the seam for data-parallel training: sum
+        the statistics over processes). Declines the fused dense path.
+    init_visible_bias : bool
+        Start the visible biases at the data's base rates (Hinton's practical guide, section
+        8); not on resume.
+    monitors : sequence of Callback, optional
+        Epoch-end figures added to the history (default: reconstruction error for RBMs, the exact
+        log-likelihood for Boltzmann machines of at most 16 units; ``[]`` for none).
+    progress : bool
+        Show a progress bar.
+    divergence_limit : float
+        See the module docstring.
+    handle_signals : bool
+        Defer Ctrl-C / SIGTERM to the next batch boundary (main thread only).
+
+    Returns the :class:`~boltzkit.training.state.TrainState`: ``history`` holds one dict per
+    finished epoch with ``epoch``, ``lr``, ``seconds`` (cumulative training time) and the
+    monitors' figures; ``interrupted`` tells whether Ctrl-C or SIGTERM ended the run.
+
+    Raises :class:`DivergenceError` (after putting the model back to the last finished epoch)
+    when the parameters diverge.
+    """
+    from .estimators import check_estimator
+
+    _positive_int(epochs, "epochs")
+    _positive_int(batch_size, "batch_size")
+    _finite_positive(lr, "lr")
+    limit = _finite_positive(divergence_limit, "divergence_limit")
+    if update is None:
+        update = SGD()
+    if not isinstance(update, Update):
+        raise ValueError(f"update: expected an update rule (SGD, SignStep), got "
+                         f"{type(update).__name__}")
+    estimator = estimator if estimator is not None else default_estimator(model)
+    check_estimator(estimator)
+    schedule = make_schedule(lr_schedule)
+    data = estimator.check_data(model, data)
+    n = data.shape[0]
+    n_batches = math.ceil(n / batch_size)
+    total = epochs * n_batches
+    config = {"estimator": repr(estimator), "update": update.config(),
+              "batch_size": batch_size, "lr": float(lr),
+              "lr_schedule": _schedule_name(lr_schedule), "n_batches": n_batches,
+              "data": data_fingerprint(data), "model": type(model).__name__}
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        if resume is not None:
+            state = _resume_state(resume, model, estimator, generator, config, epochs)
+            generator = state.generator
+        else:
+            if generator is None:
+                generator = torch.Generator(device=data.device)
+                generator.manual_seed(0)
+            if init_visible_bias:
+                model.init_visible_bias(data)
+            constrain = getattr(model, "constrain_", None)
+            if constrain is not None:
+                constrain()
+            state = TrainState(model=model, generator=generator, epochs=epochs, config=config)
+            state.estimator_state = estimator.init_state(model, data, generator)
+            state.update_state = update.init_state(params)
+    fused = update.fused(estimator, model) if reduce is None else None
+    constrain = getattr(model, "constrain_", None)
+    cbs = list(default_monitors(model, data) if monitors is None else monitors)
+    cbs += list(callbacks)
+    if progress:
+        cbs.append(Progress())
+    # the parameters after the last finished epoch (or where a resumed run began), to go
+    # back to when training diverges
+    good = {k: p.detach().clone() for k, p in params.items()}
+    good_at = f"epoch {state.epoch}" + (f", batch {state.batch}" if state.batch else "")
+    with torch.no_grad(), _DeferSignals(state, handle_signals):
+        try:
+            for cb in cbs:
+                cb.on_fit_start(state)
+            while state.epoch < state.epochs and not (state.stop or state.interrupted):
+                t0 = time.perf_counter()
+                if state.perm is None:
+                    state.batch = 0
+                    perm = torch.randperm(n, generator=generator, device=generator.device)
+                    state.perm = perm.to(data.device)
+                while state.batch < n_batches and not state.interrupted:
+                    b = state.batch
+                    step_lr = lr * schedule((state.epoch * n_batches + b) / total)
+                    batch = data.index_select(0, state.perm[b * batch_size:(b + 1) * batch_size])
+                    state.consistent = False
+                    if fused is not None:
+                        stats, state.estimator_state = estimator.statistics(
+                            model, batch, state.estimator_state, generator)
+                        fused(params, stats, step_lr, state.update_state)
+                    else:
+                        grads, state.estimator_state = estimator(model, batch,
+                                                                 state.estimator_state,
+                                                                 generator)
+                        if reduce is not None:
+                            grads = reduce(grads)
+                        update.step(params, grads, step_lr, state.update_state)
+                    if constrain is not None:
+                        constrain()
+                    state.batch, state.step, state.lr = b + 1, state.step + 1, step_lr
+                    state.consistent = True
+                    for cb in cbs:
+                        cb.on_batch_end(state)
+                state.seconds += time.perf_counter() - t0
+                if state.batch < n_batches:  # interrupted inside the epoch
+                    break
+                why = runaway(model, limit)
+                if why is not None:
+                    state.diverged = True
+                    for k, p in params.items():
+                        p.copy_(good[k])
+                    raise DivergenceError(
+                        f"training diverged in epoch {state.epoch + 1}: {why}; the model is "
+                        f"back at {good_at} (lower the learning rate, currently {lr:g})")
+                state.epoch, state.batch, state.perm = state.epoch + 1, 0, None
+                state.history.append({"epoch": state.epoch, "lr": state.lr,
+                                      "seconds": state.seconds})
+                for cb in cbs:
+                    cb.on_epoch_end(state)
+                for k, p in params.items():
+                    good[k].copy_(p)
+                good_at = f"epoch {state.epoch}"
+        except KeyboardInterrupt:
+            state.interrupted = True
+        finally:
+            if state.interrupted and state.consistent and runaway(model, limit) is not None:
+                state.diverged = True  # an interrupted epoch is checked before it is written
+            for cb in cbs:
+                cb.on_fit_end(state)
+    return state

@@ -1,0 +1,331 @@
+"""The training state: everything a run needs to continue, and its file.
+
+A :class:`TrainState` holds the model, where the run stands (finished epochs, batches done in
+the current epoch and that epoch's row order, updates made), the per-epoch history, the
+estimator's state (persistent chains), the update rule's state (momentum buffers) and the random
+generator. Saved after a finished epoch or at a batch boundary and loaded into the same model,
+estimator and update rule, a run continues bit-identically on the CPU: nothing random or
+stateful lives anywhere else.
+
+The file is safetensors: tensors ``model/<name>``, ``update/<name>``, ``estimator/<field>``,
+``generator`` (the generator's state bytes) and ``perm`` (the current epoch's row order, while
+an epoch is unfinished), and JSON metadata (``progress``, ``history``, ``config``: the settings
+a resume is checked against). Loading it never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+__all__ = ["TrainState", "STATE_FORMAT", "STATE_FILE", "data_fingerprint"]
+
+STATE_FORMAT = "boltzkit-train-state"
+STATE_VERSION = "1"
+STATE_FILE = "train_state.safetensors"
+
+
+@dataclass
+class TrainState:
+    """Where a training run stands (what callbacks see, what :func:`~boltzkit.training.fit`
+    returns and resumes from).
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+    generator : torch.Generator
+        The run's only source of randomness.
+    epochs : int
+        Epochs the run is to train in all.
+    epoch : int
+        Finished epochs (1-based label of the last finished one).
+    batch : int
+        Batches done in the current, unfinished epoch (0 at an epoch boundary).
+    step : int
+        Updates made since the run began.
+    perm : tensor ``(n_samples,)`` or None
+        The current epoch's row order while it is unfinished.
+    history : list of dict
+        One entry per finished epoch (``epoch``, ``lr``, ``seconds`` and the monitors' figures).
+    estimator_state : NamedTuple of tensors or None
+        The estimator's state (persistent chains).
+    update_state : dict of tensors
+        The update rule's state (momentum buffers), keyed by parameter name.
+    seconds : float
+        Training time so far (monitors and callbacks excluded).
+    lr : float
+        The learning rate of the last update.
+    config : dict
+        The settings the run was started with (estimator, update rule, batch size, learning
+        rate and schedule, the data's size and checksum): a resume is checked against them.
+    stop : bool
+        Set by a callback to end training after the current epoch.
+    interrupted : bool
+        Set when Ctrl-C or SIGTERM asked training to end (it ends at the next batch boundary).
+    signal : str or None
+        Which signal did (``"SIGINT"``, ``"SIGTERM"``).
+    consistent : bool
+        False when an exception struck in the middle of an update: the parameters are then
+        neither before nor after a batch, and nothing is written from them.
+    diverged : bool
+        Set when training stopped because the parameters ran away.
+    """
+
+    model: torch.nn.Module
+    generator: torch.Generator
+    epochs: int
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    perm: Optional[torch.Tensor] = None
+    history: list = field(default_factory=list)
+    estimator_state: Any = None
+    update_state: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    lr: float = math.nan
+    config: dict = field(default_factory=dict)
+    stop: bool = False
+    interrupted: bool = False
+    signal: Optional[str] = None
+    consistent: bool = True
+    diverged: bool = False
+
+    @property
+    def chains(self):
+        """The estimator's state (an alias: the persistent chains, for CD ``None``)."""
+        return self.estimator_state
+
+    @property
+    def finished(self) -> bool:
+        """True when every planned epoch has been trained."""
+        return self.epoch >= self.epochs and self.batch == 0
+
+    # -- the file ---------------------------------------------------------------------------
+    def save(self, path, metadata: Optional[dict] = None) -> Path:
+        """Write the state to ``path`` (safetensors, atomically). ``metadata``: JSON-able
+        extras stored with it (the command line keeps its settings there)."""
+        from safetensors.torch import save_file
+
+        from ..io import atomic_write
+
+        tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update({f"update/{k}": v for k, v in self.update_state.items()})
+        est = self.estimator_state
+        est_meta = None
+        if est is not None:
+            if not hasattr(est, "_fields"):
+                raise ValueError(f"estimator state: expected a NamedTuple of tensors, got "
+                                 f"{type(est).__name__}")
+            est_meta = {"type": type(est).__name__, "fields": list(est._fields)}
+            tensors.update({f"estimator/{k}": getattr(est, k) for k in est._fields})
+        tensors["generator"] = self.generator.get_state()
+        if self.perm is not None:
+            tensors["perm"] = self.perm
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        meta = {
+            "format": STATE_FORMAT, "format_version": STATE_VERSION,
+            "model": type(self.model).__name__,
+            "model_config": json.dumps(self.model.config()),
+            "progress": json.dumps({"epoch": self.epoch, "batch": self.batch,
+                                    "step": self.step, "epochs": self.epochs,
+                                    "seconds": self.seconds, "lr": self.lr}),
+            "history": json.dumps(self.history),
+            "config": json.dumps(self.config),
+            "estimator_state": json.dumps(est_meta),
+            "generator_device": str(self.generator.device),
+            "extra": json.dumps(metadata or {}),
+        }
+        path = Path(path)
+        with atomic_write(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        return path
+
+    @classmethod
+    def load(cls, path, model: torch.nn.Module, estimator=None) -> "TrainState":
+        """Read a state written by :meth:`save` into ``model`` (which must be of the same class
+        and configuration). ``estimator`` turns the saved chains back into its state type;
+        without it ``estimator_state`` is a dict of tensors (:func:`fit` converts it).
+
+        Raises ``ValueError`` naming the file and the problem for a missing, corrupt or
+        foreign file, or one that does not belong to ``model``."""
+        tensors, meta = _read(Path(path))
+        state = _build(Path(path), tensors, meta, model)
+        if estimator is not None:
+            state.estimator_state = restore_estimator_state(estimator, state.estimator_state,
+                                                            path)
+        return state
+
+    @staticmethod
+    def read_metadata(path) -> dict:
+        """The decoded JSON metadata of a state file (``progress``, ``history``, ``config``,
+        ``extra``, ...), without loading its tensors."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        _exists(path)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception as err:
+            raise ValueError(f"training state: {path} is not a readable safetensors file "
+                             f"({err})") from None
+        return _decode(path, meta)
+
+
+def _exists(path: Path) -> None:
+    if not path.is_file():
+        raise ValueError(f"training state: {path} does not exist")
+
+
+def _decode(path: Path, meta: dict) -> dict:
+    if meta.get("format") != STATE_FORMAT:
+        raise ValueError(f"training state: {path} is not a boltzkit training state")
+    if meta.get("format_version") != STATE_VERSION:
+        raise ValueError(f"training state: {path} has format version "
+                         f"{meta.get('format_version')!r}, this boltzkit reads {STATE_VERSION}")
+    out = {}
+    for key in ("model_config", "progress", "history", "config", "estimator_state", "extra"):
+        try:
+            out[key] = json.loads(meta[key])
+        except KeyError:
+            raise ValueError(f"training state: {path} lacks its {key!r} record") from None
+        except (ValueError, RecursionError) as err:
+            raise ValueError(f"training state: {path} has a corrupt {key!r} record "
+                             f"({type(err).__name__})") from None
+    out["model"] = meta.get("model")
+    out["generator_device"] = meta.get("generator_device", "cpu")
+    return out
+
+
+def _read(path: Path):
+    from safetensors import safe_open
+
+    _exists(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = _decode(path, f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except ValueError:
+        raise
+    except Exception as err:  # safetensors' own errors for truncated or corrupt files
+        raise ValueError(f"training state: {path} is corrupt ({err})") from None
+    return tensors, meta
+
+
+def _group(tensors: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _int(value, name: str, path: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"training state: {path} has an invalid {name} ({value!r})")
+    return value
+
+
+def _build(path: Path, tensors: dict, meta: dict, model) -> TrainState:
+    if meta["model"] != type(model).__name__ or \
+            meta["model_config"] != json.loads(json.dumps(model.config())):
+        raise ValueError(f"training state: {path} belongs to a {meta['model']} "
+                         f"{meta['model_config']}, not to this {type(model).__name__} "
+                         f"{model.config()}")
+    expected = model.state_dict()
+    got = _group(tensors, "model/")
+    if set(got) != set(expected):
+        raise ValueError(f"training state: {path} holds model tensors {sorted(got)}, expected "
+                         f"{sorted(expected)}")
+    for k, t in got.items():
+        want = expected[k]
+        if t.shape != want.shape or t.dtype != want.dtype:
+            raise ValueError(f"training state: {path}: tensor {k!r} is {t.dtype} "
+                             f"{tuple(t.shape)}, the model has {want.dtype} {tuple(want.shape)}")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"training state: {path}: tensor {k!r} holds NaN or inf")
+    params = dict(model.named_parameters())
+    update = _group(tensors, "update/")
+    for k, t in update.items():
+        if k not in params or t.shape != params[k].shape:
+            raise ValueError(f"training state: {path}: update buffer {k!r} matches no "
+                             f"parameter of the model")
+    progress = meta["progress"]
+    if not isinstance(progress, dict):
+        raise ValueError(f"training state: {path} has an invalid 'progress' record")
+    epoch = _int(progress.get("epoch"), "epoch", path)
+    batch = _int(progress.get("batch"), "batch", path)
+    step = _int(progress.get("step"), "step", path)
+    epochs = _int(progress.get("epochs"), "epochs", path)
+    history = meta["history"]
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise ValueError(f"training state: {path} has an invalid 'history' record")
+    perm = tensors.get("perm")
+    if (perm is None) != (batch == 0) or (perm is not None and (perm.dim() != 1 or
+                                                                perm.dtype != torch.int64)):
+        raise ValueError(f"training state: {path}: the row order does not match its position "
+                         f"(epoch {epoch}, batch {batch})")
+    gstate = tensors.get("generator")
+    device = meta["generator_device"]
+    if gstate is None or gstate.dtype != torch.uint8 or gstate.dim() != 1:
+        raise ValueError(f"training state: {path} lacks a valid generator state")
+    try:
+        generator = torch.Generator(device=device)
+        generator.set_state(gstate)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"training state: {path}: its generator ({device}) cannot be restored "
+                         f"here ({err})") from None
+    dev = next(iter(expected.values())).device if expected else torch.device("cpu")
+    est_meta = meta["estimator_state"]
+    raw = None
+    if est_meta is not None:
+        if not isinstance(est_meta, dict) or not isinstance(est_meta.get("fields"), list):
+            raise ValueError(f"training state: {path} has an invalid 'estimator_state' record")
+        fields = _group(tensors, "estimator/")
+        if set(fields) != set(est_meta["fields"]):
+            raise ValueError(f"training state: {path}: estimator tensors {sorted(fields)} do "
+                             f"not match its record {est_meta['fields']}")
+        raw = {"type": est_meta.get("type"),
+               "fields": {k: _fresh(fields[k], dev) for k in est_meta["fields"]}}
+    with torch.no_grad():
+        model.load_state_dict({k: v.to(dev) for k, v in got.items()})
+    seconds = progress.get("seconds", 0.0)
+    lr = progress.get("lr", math.nan)
+    return TrainState(
+        model=model, generator=generator, epochs=epochs, epoch=epoch, batch=batch, step=step,
+        perm=_fresh(perm, dev) if perm is not None else None, history=history,
+        estimator_state=raw, update_state={k: _fresh(v, dev) for k, v in update.items()},
+        seconds=float(seconds) if isinstance(seconds, (int, float)) else 0.0,
+        lr=float(lr) if isinstance(lr, (int, float)) else math.nan,
+        config=meta["config"] if isinstance(meta["config"], dict) else {})
+
+
+def _fresh(t: torch.Tensor, device) -> torch.Tensor:
+    """A copy of a loaded tensor in memory torch allocated itself. Tensors read from a file can
+    sit at any alignment, and BLAS kernels may round differently on unaligned inputs: a resumed
+    run would then drift from the uninterrupted one in the last bits."""
+    return torch.empty_like(t, device=device, memory_format=torch.contiguous_format).copy_(t)
+
+
+def restore_estimator_state(estimator, raw, path="training state"):
+    """Turn the saved record ``{"type", "fields"}`` back into ``estimator``'s state type (a
+    NamedTuple); ``None`` stays ``None``; a state already of the right type is returned."""
+    if raw is None or not isinstance(raw, dict):
+        return raw
+    kind = getattr(estimator, "state_type", None)
+    if kind is None or raw.get("type") != kind.__name__ or \
+            set(raw["fields"]) != set(kind._fields):
+        raise ValueError(f"training state: {path} holds a {raw.get('type')} estimator state, "
+                         f"{estimator!r} keeps "
+                         f"{kind.__name__ if kind is not None else 'no state'}")
+    return kind(**raw["fields"])
+
+
+def data_fingerprint(data: torch.Tensor) -> list:
+    """``[n_rows, n_columns, sum, row-weighted sum]`` of ``data`` ``(n, d)``: a cheap check
+    that a resumed run trains on the same data (float64 sums)."""
+    d = data.detach().double()
+    rows = d.sum(1)
+    weights = torch.arange(1, d.shape[0] + 1, dtype=torch.float64, device=d.device)
+    return [int(d.shape[0]), int(d.shape[1]), float(rows.sum()), float((rows * weights).sum())]
