@@ -265,7 +265,7 @@ def no_network(monkeypatch):
         calls.append(url)
         raise urllib.error.URLError("no network (test)")
 
-    monkeypatch.setattr(data, "_download_to", fake)
+    monkeypatch.setattr(data.loaders, "_download_to", fake)
     return calls
 
 
@@ -315,7 +315,7 @@ def test_download_verified_then_renamed(tmp_path, monkeypatch):
         else:
             shutil.copyfile(src[name], dest)
 
-    monkeypatch.setattr(data, "_download_to", fake)
+    monkeypatch.setattr(data.loaders, "_download_to", fake)
     d = load_dataset("mnist", "test", data_dir=tmp_path)
     assert d.data.shape == (10000, 784)
     assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(src)
@@ -329,7 +329,7 @@ def test_download_with_wrong_content_is_discarded(tmp_path, monkeypatch):
     def fake(url, dest, timeout=None):
         Path(dest).write_bytes(b"<html>not the file</html>")
 
-    monkeypatch.setattr(data, "_download_to", fake)
+    monkeypatch.setattr(data.loaders, "_download_to", fake)
     with pytest.raises(DataUnavailableError, match="checksum"):
         load_dataset("mnist", "test", data_dir=tmp_path)
     with pytest.raises(DataUnavailableError, match="checksum"):
