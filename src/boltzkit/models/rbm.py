@@ -13,6 +13,13 @@ either layer can be summed out in closed form::
     F(v)  = base_v(v) - v·a - logpart_h(b + v W)        (free energy, p(v) = exp(-F(v)) / Z)
     F'(h) = base_h(h) - h·b - logpart_v(a + h Wᵀ)       (hidden free energy)
 
+Inverse temperature: every conditional and free energy takes ``beta``, a number or a tensor of
+shape ``(n,)`` (one per row of the batch, e.g. one per chain of parallel tempering); it scales
+the fields (biases and interaction) and not the base measures, see :mod:`boltzkit.units`.
+
+Parameters owned by a unit family (:meth:`boltzkit.units.Units.init_parameters`) are registered
+as ``visible_<name>`` / ``hidden_<name>`` and passed back to the family, keyed by ``<name>``.
+
 This module holds parameters and energies only: no loops, no optimisers. Sampling chains live in
 :mod:`boltzkit.samplers`, learning in :mod:`boltzkit.training`.
 """
@@ -24,7 +31,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..units import Units, get_units
+from ..units import Beta, Units, get_units, row_beta
 
 __all__ = ["RBM"]
 
@@ -37,8 +44,8 @@ class RBM(nn.Module):
     n_visible, n_hidden : int
         Layer sizes.
     visible, hidden : str or Units
-        Unit families: ``"bernoulli"``, ``"spin"``, ``"gaussian"``, ``"softmax"`` or
-        ``"softmax:K"`` (see :func:`boltzkit.units.get_units`).
+        Unit families: ``"bernoulli"``, ``"spin"``, ``"gaussian"``, ``"softmax"``,
+        ``"softmax:K"`` or a registered family (see :func:`boltzkit.units.get_units`).
     init_std : float
         Weights start as N(0, init_std²) (0.01 in Hinton's practical guide); biases start at 0
         (use :meth:`init_visible_bias` to start them at the data's base rates).
@@ -52,6 +59,12 @@ class RBM(nn.Module):
     weight : Parameter ``(n_visible, n_hidden)``
     visible_bias : Parameter ``(n_visible,)``
     hidden_bias : Parameter ``(n_hidden,)``
+    visible_<name>, hidden_<name> : Parameter
+        The parameters a layer's family owns, as its ``init_parameters(n_units)`` made them
+        (none for the built-in families). :attr:`visible_params` / :attr:`hidden_params` give
+        them keyed by ``<name>``, as the family's methods take them.
+
+    ``beta`` (methods below): a number or a tensor ``(n,)``, one inverse temperature per row.
     """
 
     def __init__(self, n_visible: int, n_hidden: int, visible="bernoulli", hidden="bernoulli", *,
@@ -71,6 +84,45 @@ class RBM(nn.Module):
         self.weight = nn.Parameter(w.to(device))
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype, device=device))
+        self._visible_param_names = self._register_family("visible", self.visible, n_visible,
+                                                          dtype, device)
+        self._hidden_param_names = self._register_family("hidden", self.hidden, n_hidden,
+                                                         dtype, device)
+
+    def _register_family(self, layer, units, n_units, dtype, device) -> tuple:
+        """Register the parameters ``units`` owns for ``layer`` as ``<layer>_<name>``."""
+        owned = units.init_parameters(n_units, dtype=dtype, device=device)
+        if not isinstance(owned, dict):
+            raise ValueError(f"{layer}: {units!r}.init_parameters must return a dict of tensors, "
+                             f"got {type(owned).__name__}")
+        names = []
+        for name, value in owned.items():
+            full = f"{layer}_{name}"
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"{layer}: {units!r} names a parameter {name!r}, expected an "
+                                 f"identifier")
+            if not torch.is_tensor(value) or not value.is_floating_point():
+                raise ValueError(f"{layer}: {units!r} parameter {name!r}: expected a floating "
+                                 f"tensor, got {type(value).__name__}")
+            if hasattr(self, full):
+                raise ValueError(f"{layer}: {units!r} parameter {name!r} would be registered as "
+                                 f"{full!r}, a name the RBM already uses")
+            self.register_parameter(full, nn.Parameter(value.detach().to(device=device,
+                                                                         dtype=dtype)))
+            names.append(name)
+        return tuple(names)
+
+    @property
+    def visible_params(self) -> Optional[dict]:
+        """The visible family's parameters, ``{name: tensor}`` (``None`` when it owns none)."""
+        names = self._visible_param_names
+        return {n: getattr(self, "visible_" + n) for n in names} if names else None
+
+    @property
+    def hidden_params(self) -> Optional[dict]:
+        """The hidden family's parameters, ``{name: tensor}`` (``None`` when it owns none)."""
+        names = self._hidden_param_names
+        return {n: getattr(self, "hidden_" + n) for n in names} if names else None
 
     # -- configuration (what a model file stores next to the tensors) --------------------------
     def config(self) -> dict:
@@ -119,33 +171,41 @@ class RBM(nn.Module):
         """``a + h Wᵀ``, shape ``(n, n_visible)``."""
         return torch.addmm(self.visible_bias, h, self.weight.t())
 
-    def hidden_mean(self, v: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-        """E[h | v], shape ``(n, n_hidden)``."""
-        return self.hidden.mean(self.hidden_field(v), beta)
+    def hidden_mean(self, v: torch.Tensor, beta: Beta = 1.0) -> torch.Tensor:
+        """E_beta[h | v], shape ``(n, n_hidden)`` for ``v`` ``(n, n_visible)``; ``beta`` a number
+        or ``(n,)``."""
+        return self.hidden.mean(self.hidden_field(v), row_beta(beta, v.shape[0]),
+                                params=self.hidden_params)
 
-    def visible_mean(self, h: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-        """E[v | h], shape ``(n, n_visible)``."""
-        return self.visible.mean(self.visible_field(h), beta)
+    def visible_mean(self, h: torch.Tensor, beta: Beta = 1.0) -> torch.Tensor:
+        """E_beta[v | h], shape ``(n, n_visible)`` for ``h`` ``(n, n_hidden)``; ``beta`` a number
+        or ``(n,)``."""
+        return self.visible.mean(self.visible_field(h), row_beta(beta, h.shape[0]),
+                                 params=self.visible_params)
 
     def sample_hidden(self, v: torch.Tensor, generator: Optional[torch.Generator] = None,
-                      beta: float = 1.0) -> torch.Tensor:
-        """A draw of h ~ p(h | v), shape ``(n, n_hidden)``."""
-        return self.hidden.sample(self.hidden_field(v), generator, beta)
+                      beta: Beta = 1.0) -> torch.Tensor:
+        """A draw of h ~ p_beta(h | v), shape ``(n, n_hidden)``; ``beta`` a number or ``(n,)``."""
+        return self.hidden.sample(self.hidden_field(v), generator, row_beta(beta, v.shape[0]),
+                                  params=self.hidden_params)
 
     def sample_visible(self, h: torch.Tensor, generator: Optional[torch.Generator] = None,
-                       beta: float = 1.0) -> torch.Tensor:
-        """A draw of v ~ p(v | h), shape ``(n, n_visible)``."""
-        return self.visible.sample(self.visible_field(h), generator, beta)
+                       beta: Beta = 1.0) -> torch.Tensor:
+        """A draw of v ~ p_beta(v | h), shape ``(n, n_visible)``; ``beta`` a number or ``(n,)``."""
+        return self.visible.sample(self.visible_field(h), generator, row_beta(beta, h.shape[0]),
+                                   params=self.visible_params)
 
     def gibbs_vhv(self, v: torch.Tensor, generator: Optional[torch.Generator] = None,
-                  beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """One block-Gibbs step v -> h -> v'. Returns ``(h, v')``, each ``(n, units)``."""
+                  beta: Beta = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One block-Gibbs step v -> h -> v' at ``beta`` (a number or ``(n,)``). Returns
+        ``(h, v')``, each ``(n, units)``."""
         h = self.sample_hidden(v, generator, beta)
         return h, self.sample_visible(h, generator, beta)
 
     def gibbs_hvh(self, h: torch.Tensor, generator: Optional[torch.Generator] = None,
-                  beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """One block-Gibbs step h -> v -> h'. Returns ``(v, h')``."""
+                  beta: Beta = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One block-Gibbs step h -> v -> h' at ``beta`` (a number or ``(n,)``). Returns
+        ``(v, h')``."""
         v = self.sample_visible(h, generator, beta)
         return v, self.sample_hidden(v, generator, beta)
 
@@ -155,24 +215,30 @@ class RBM(nn.Module):
 
     # -- energies -------------------------------------------------------------------------------
     def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """E(v, h), shape ``(n,)``."""
-        return (self.visible.base(v) + self.hidden.base(h) - v @ self.visible_bias
+        """E(v, h), shape ``(n,)`` for ``v`` ``(n, n_visible)`` and ``h`` ``(n, n_hidden)``."""
+        return (self.visible.base(v, params=self.visible_params)
+                + self.hidden.base(h, params=self.hidden_params) - v @ self.visible_bias
                 - h @ self.hidden_bias - ((v @ self.weight) * h).sum(-1))
 
-    def free_energy(self, v: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-        """F(v) = -log sum_h exp(-E(v, h)), shape ``(n,)``.
+    def free_energy(self, v: torch.Tensor, beta: Beta = 1.0) -> torch.Tensor:
+        """F(v) = -log sum_h exp(-E(v, h)), shape ``(n,)`` for ``v`` ``(n, n_visible)``.
 
         With ``beta`` != 1 this is the free energy of the tempered model whose interaction and
         biases are scaled by ``beta`` (the base measures are not): ``base_v(v) - beta v·a -
-        logpart_h(beta (b + v W))``.
+        logpart_h(beta (b + v W))``; ``beta`` a number or ``(n,)`` (row i at ``beta[i]``).
         """
-        return (self.visible.base(v) - beta * (v @ self.visible_bias)
-                - self.hidden.log_partition(self.hidden_field(v), beta))
+        b = row_beta(beta, v.shape[0])
+        return (self.visible.base(v, params=self.visible_params)
+                - _times(b, v @ self.visible_bias)
+                - self.hidden.log_partition(self.hidden_field(v), b, params=self.hidden_params))
 
-    def free_energy_hidden(self, h: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-        """F'(h) = -log sum_v exp(-E(v, h)) (an integral for Gaussian v), shape ``(n,)``."""
-        return (self.hidden.base(h) - beta * (h @ self.hidden_bias)
-                - self.visible.log_partition(self.visible_field(h), beta))
+    def free_energy_hidden(self, h: torch.Tensor, beta: Beta = 1.0) -> torch.Tensor:
+        """F'(h) = -log sum_v exp(-E(v, h)) (an integral for Gaussian v), shape ``(n,)`` for
+        ``h`` ``(n, n_hidden)``; ``beta`` a number or ``(n,)``."""
+        b = row_beta(beta, h.shape[0])
+        return (self.hidden.base(h, params=self.hidden_params)
+                - _times(b, h @ self.hidden_bias)
+                - self.visible.log_partition(self.visible_field(h), b, params=self.visible_params))
 
     def init_visible_bias(self, data: torch.Tensor) -> None:
         """Set the visible biases so that, with zero weights, the model reproduces the data's
@@ -180,3 +246,11 @@ class RBM(nn.Module):
         mean = data.to(self.weight.device, self.weight.dtype).mean(0)
         with torch.no_grad():
             self.visible_bias.copy_(self.visible.init_bias(mean))
+
+
+def _times(beta: Beta, x: torch.Tensor) -> torch.Tensor:
+    """``beta * x`` for per-row ``x`` ``(n,)`` and ``beta`` as :func:`~boltzkit.units.row_beta`
+    gives it (a number, a 0-d tensor or ``(n, 1)``), shape ``(n,)``."""
+    if isinstance(beta, torch.Tensor):
+        return beta.reshape(-1).to(device=x.device, dtype=x.dtype) * x
+    return beta * x

@@ -7,6 +7,14 @@
 A :class:`GibbsState` holds a batch of chains: the visible states, the hidden states drawn from
 p(h | v), and E[h | v] (kept because learning rules use it as a lower-variance statistic).
 Persistent chains are simply states the caller keeps from one call to the next.
+
+``beta`` (every function): a number, or a tensor of shape ``(n_chains,)`` giving each chain its
+own inverse temperature (tempered chains side by side in one batch); it is reshaped to
+``(n_chains, 1)`` for the unit families.
+
+A model is anything with ``hidden_field(v)``, ``visible_field(h)``, unit families ``hidden`` and
+``visible`` and the families' parameters ``hidden_params`` / ``visible_params`` (``None`` when
+they own none), as :class:`boltzkit.models.RBM` has.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import torch
+
+from ..units import Beta, row_beta
 
 __all__ = ["GibbsState", "init", "step", "run", "sample_visible"]
 
@@ -32,29 +42,37 @@ class GibbsState(NamedTuple):
 
 
 def init(model, visible: torch.Tensor, generator: Optional[torch.Generator] = None,
-         beta: float = 1.0) -> GibbsState:
-    """Start chains at ``visible`` ``(n_chains, n_visible)``; the hidden layer is drawn given it."""
-    mean = model.hidden.mean(model.hidden_field(visible), beta)
-    return GibbsState(visible, model.hidden.sample_from_mean(mean, generator), mean)
+         beta: Beta = 1.0) -> GibbsState:
+    """Start chains at ``visible`` ``(n_chains, n_visible)``; the hidden layer is drawn given it
+    at ``beta`` (a number or ``(n_chains,)``)."""
+    params = model.hidden_params
+    mean = model.hidden.mean(model.hidden_field(visible), row_beta(beta, visible.shape[0]),
+                             params=params)
+    return GibbsState(visible, model.hidden.sample_from_mean(mean, generator, params=params), mean)
 
 
 def sample_visible(model, hidden: torch.Tensor, generator: Optional[torch.Generator] = None,
-                   beta: float = 1.0) -> torch.Tensor:
-    """Half a sweep: a draw of v ~ p(v | hidden), shape ``(n_chains, n_visible)`` for ``hidden``
-    ``(n_chains, n_hidden)`` (for callers, like CD's last step, that need no hidden draw after)."""
-    return model.visible.sample_from_mean(model.visible.mean(model.visible_field(hidden), beta),
-                                          generator)
+                   beta: Beta = 1.0) -> torch.Tensor:
+    """Half a sweep: a draw of v ~ p_beta(v | hidden), shape ``(n_chains, n_visible)`` for
+    ``hidden`` ``(n_chains, n_hidden)`` and ``beta`` a number or ``(n_chains,)`` (for callers,
+    like CD's last step, that need no hidden draw after)."""
+    params = model.visible_params
+    mean = model.visible.mean(model.visible_field(hidden), row_beta(beta, hidden.shape[0]),
+                              params=params)
+    return model.visible.sample_from_mean(mean, generator, params=params)
 
 
 def step(model, state: GibbsState, generator: Optional[torch.Generator] = None,
-         beta: float = 1.0) -> GibbsState:
-    """One full block-Gibbs sweep: v ~ p(v | h), then h ~ p(h | v). Pure: returns a new state."""
+         beta: Beta = 1.0) -> GibbsState:
+    """One full block-Gibbs sweep at ``beta`` (a number or ``(n_chains,)``): v ~ p(v | h), then
+    h ~ p(h | v). Pure: returns a new state."""
     return init(model, sample_visible(model, state.hidden, generator, beta), generator, beta)
 
 
 def run(model, state: GibbsState, n_steps: int, generator: Optional[torch.Generator] = None,
-        beta: float = 1.0) -> GibbsState:
-    """``n_steps`` applications of :func:`step` (a convenience for callers that do not thin)."""
+        beta: Beta = 1.0) -> GibbsState:
+    """``n_steps`` applications of :func:`step` at ``beta`` (a number or ``(n_chains,)``; a
+    convenience for callers that do not thin)."""
     for _ in range(n_steps):
         state = step(model, state, generator, beta)
     return state
