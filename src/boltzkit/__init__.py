@@ -3,6 +3,7 @@
 Layers (data flows one way): data -> units/models -> samplers -> training -> evaluation -> reports.
 """
 
+from .data import Preparation
 from .io import load, save
 from .models import RBM, BoltzmannMachine, Hopfield
 from .units import Bernoulli, Gaussian, Softmax, Spin, get_units
@@ -10,4 +11,4 @@ from .units import Bernoulli, Gaussian, Softmax, Spin, get_units
 __version__ = "0.1.0"
 
 __all__ = ["RBM", "BoltzmannMachine", "save", "load", "Bernoulli", "Spin", "Gaussian", "Softmax",
-           "get_units", "Hopfield", "__version__"]
+           "get_units", "Hopfield", "Preparation", "__version__"]

@@ -1,6 +1,8 @@
 """Model files: safetensors tensors plus the model's configuration as JSON metadata.
 
-Loading a file never executes code: there is no pickle anywhere, only tensors and a JSON string.
+Loading a file never executes code: there is no pickle anywhere, only tensors and JSON strings
+(the configuration, the caller's ``extra`` metadata, and the data-preparation record
+:class:`boltzkit.data.Preparation` under its own key, each validated when read).
 Writing goes to a temporary file in the same folder, which is then renamed over the target, so a
 crash or a kill never leaves a half-written model file.
 """
@@ -55,32 +57,102 @@ class atomic_write:
         return False
 
 
-def save(model: torch.nn.Module, path, metadata: Optional[dict] = None) -> Path:
+def save(model: torch.nn.Module, path, metadata: Optional[dict] = None,
+         preparation=None) -> Path:
     """Write ``model`` to ``path`` as safetensors (atomically).
 
     The file's metadata holds ``format``, ``format_version``, ``model`` (the class name) and
-    ``config`` (JSON of ``model.config()``); ``metadata`` adds more string-valued JSON entries
-    (for example training settings), stored under ``extra``.
+    ``config`` (JSON of ``model.config()``); ``metadata`` adds more JSON-able entries (for
+    example training settings), stored under ``extra``.
+
+    ``preparation`` (a :class:`boltzkit.data.Preparation`, or its ``to_dict()`` form) records how
+    raw data become the model's visible states; it is stored as JSON under its own key,
+    ``preparation``, and checked against the model (visible units, width). A ``"preparation"``
+    entry of ``metadata`` is taken as this argument (so callers that pass only ``metadata``,
+    such as training's ``Checkpoint``, can record it too); giving both is an error.
     """
+    from .data.preparation import Preparation
     from .models import MODEL_CLASSES
 
     name = type(model).__name__
     if name not in MODEL_CLASSES:
         raise ValueError(f"model: expected one of {sorted(MODEL_CLASSES)}, got {name}")
+    if metadata and "preparation" in metadata:
+        if preparation is not None:
+            raise ValueError("preparation: given both as an argument and as metadata"
+                             "['preparation']; give it once")
+        metadata = dict(metadata)
+        preparation = metadata.pop("preparation")
+    config = model.config()
+    if preparation is not None:
+        preparation = _checked_preparation(preparation, config, "preparation")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": name,
-            "config": json.dumps(model.config())}
+            "config": json.dumps(config)}
     if metadata:
         meta["extra"] = json.dumps(metadata)
+    if preparation is not None:
+        meta["preparation"] = json.dumps(preparation.to_dict())
     path = Path(path)
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return path
 
 
+def _visible_of(config) -> tuple:
+    """``(units spec or None, width or None)`` of a model configuration's visible layer (an RBM's
+    ``visible``/``n_visible``, a Boltzmann machine's ``units``, a Hopfield net's ``n_units``)."""
+    if not isinstance(config, dict):
+        return None, None
+    units = config.get("visible", config.get("units"))
+    width = config.get("n_visible", config.get("n_units"))
+    return (units if isinstance(units, str) else None,
+            width if isinstance(width, int) and not isinstance(width, bool) else None)
+
+
+def _checked_preparation(record, config: dict, where: str):
+    """``record`` (a Preparation or a dict) as a Preparation that fits the model ``config``:
+    the same visible units and width. Raises ValueError starting with ``where``."""
+    from .data.preparation import Preparation
+
+    units, n_visible = _visible_of(config)
+    if isinstance(record, Preparation):
+        prep = record
+    elif isinstance(record, dict):
+        prep = Preparation.from_dict(record, units=units)
+    else:
+        raise ValueError(f"{where}: expected a boltzkit.data.Preparation or its to_dict() form, "
+                         f"got {type(record).__name__}")
+    if units is not None:
+        try:
+            same = Preparation(units).units == prep.units
+        except ValueError:
+            same = True  # the configuration's own check reports a bad unit spec
+        if not same:
+            raise ValueError(f"{where}: made for {prep.units} units, the model has {units} "
+                             f"visible units")
+    if prep.n_features is not None and n_visible is not None and prep.n_features != n_visible:
+        raise ValueError(f"{where}: made for {prep.n_features} features, the model has "
+                         f"{n_visible} visible units")
+    return prep
+
+
+def _loads(text, path: Path, what: str):
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"model file: {path} has corrupt {what} "
+                         f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") \
+            from None
+
+
 def read_metadata(path) -> dict:
-    """The metadata of a boltzkit model file: ``{"model", "config", "extra"}`` (decoded JSON).
-    Raises ``ValueError`` naming the file if it is missing, corrupt or not a boltzkit model."""
+    """The metadata of a boltzkit model file: ``{"model", "config", "extra", "preparation"}``
+    (decoded JSON; ``preparation`` is a :class:`boltzkit.data.Preparation` or None: the file's
+    own record, else one read from the older ``extra["transform"]`` form of RBM files).
+
+    Raises ``ValueError`` naming the file if it is missing, corrupt or not a boltzkit model, or
+    if its preparation record is invalid or does not fit the model."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"model file: {path} does not exist")
@@ -92,11 +164,26 @@ def read_metadata(path) -> dict:
     if meta.get("format") != FORMAT or "model" not in meta or "config" not in meta:
         raise ValueError(f"model file: {path} is a safetensors file but not a boltzkit model "
                          f"(no boltzkit metadata)")
-    try:
-        return {"model": meta["model"], "config": json.loads(meta["config"]),
-                "extra": json.loads(meta["extra"]) if "extra" in meta else {}}
-    except json.JSONDecodeError as err:
-        raise ValueError(f"model file: {path} has corrupt metadata ({err})") from None
+    config = _loads(meta["config"], path, "metadata")
+    extra = _loads(meta["extra"], path, "metadata") if "extra" in meta else {}
+    record = None
+    if "preparation" in meta:
+        record = _loads(meta["preparation"], path, "preparation record")
+    elif isinstance(extra, dict) and isinstance(extra.get("transform"), dict) \
+            and isinstance(config, dict) and "visible" in config:
+        record = extra["transform"]  # the older form, written by `boltzkit train` before
+    preparation = None
+    if record is not None:
+        from .data.preparation import Preparation
+
+        units = _visible_of(config)[0]
+        try:
+            preparation = _checked_preparation(Preparation.from_dict(record, units=units),
+                                               config, "preparation")
+        except ValueError as err:
+            raise ValueError(f"model file: {path} has an invalid {err}") from None
+    return {"model": meta["model"], "config": config, "extra": extra,
+            "preparation": preparation}
 
 
 def load(path, device=None) -> torch.nn.Module:
