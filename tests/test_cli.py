@@ -39,6 +39,54 @@ def test_train_other_visible_units(tmp_path, visible):
     assert boltzkit.load(out / "model.safetensors").visible.name == visible
 
 
+@pytest.mark.parametrize("visible", ["bernoulli", "spin", "gaussian"])
+def test_train_evaluate_sample_share_the_models_preparation(tmp_path, capsys, visible):
+    out = tmp_path / visible
+    assert main(["train", "--epochs", "1", "--hidden", "6", "--visible-units", visible,
+                 "--sample-steps", "5", "--no-progress", "--lr", "0.01", "--out", str(out)]) == 0
+    path = out / "model.safetensors"
+    meta = boltzkit.io.read_metadata(path)
+    prep = meta["preparation"]
+    assert isinstance(prep, boltzkit.Preparation) and prep.units == visible
+    assert prep.n_features == 64 and "transform" not in meta["extra"]
+    assert (prep.mean is not None) == (visible == "gaussian")
+    capsys.readouterr()
+    rows = tmp_path / "rows.npy"  # 40 test digits (grey): a Gaussian pseudo-likelihood is slow
+    np.save(rows, boltzkit.data.load_dataset("digits", "test").data[:40].numpy())
+    assert main(["evaluate", str(path), "--data", str(rows), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_rows"] == 40 and "exact" in result["estimates"]
+    assert main(["sample", str(path), "--n", "6", "--steps", "3", "--mean",
+                 "--out", str(tmp_path / "m.npy")]) == 0
+    means = np.load(tmp_path / "m.npy")                 # data space
+    assert main(["sample", str(path), "--n", "6", "--steps", "3", "--mean", "--model-space",
+                 "--out", str(tmp_path / "v.npy")]) == 0
+    raw = np.load(tmp_path / "v.npy")                   # the model's own visible space
+    np.testing.assert_allclose(means, prep.inverse(torch.from_numpy(raw)).numpy(), rtol=1e-6)
+    if visible == "spin":
+        assert -1 <= raw.min() < 0 and 0 <= means.min() and means.max() <= 1
+    if visible == "gaussian":                           # un-standardised: grey-level scale
+        np.testing.assert_allclose(means, raw * np.array(prep.std) + np.array(prep.mean),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_reads_an_old_transform_record(tmp_path, capsys):
+    x = boltzkit.data.load_dataset("digits").data
+    _, mean, std = boltzkit.data.standardize(x)
+    model = boltzkit.RBM(64, 4, "gaussian", "bernoulli", generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "old.safetensors"
+    boltzkit.save(model, path, metadata={"transform": {
+        "binarize": "threshold", "standardize": {"mean": mean.tolist(), "std": std.tolist()}}})
+    assert boltzkit.io.read_metadata(path)["preparation"].mean == tuple(mean.tolist())
+    rows = tmp_path / "rows.npy"
+    np.save(rows, x[:30].numpy())
+    assert main(["evaluate", str(path), "--data", str(rows), "--json"]) == 0
+    old = json.loads(capsys.readouterr().out)["pseudo_likelihood"]
+    boltzkit.save(model, path, preparation=boltzkit.Preparation.fit(x, "gaussian"))
+    assert main(["evaluate", str(path), "--data", str(rows), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pseudo_likelihood"] == old
+
+
 def test_train_user_arrays(tmp_path):
     x = (np.random.default_rng(0).random((50, 6)) < 0.3).astype(np.float32)
     np.save(tmp_path / "x.npy", x)

@@ -7,7 +7,7 @@ import json
 
 import torch
 
-__all__ = ["register", "prepare_eval_data"]
+__all__ = ["register"]
 
 NAMED = ("digits", "mnist", "binarized-mnist")
 
@@ -32,39 +32,12 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--binarize", choices=["threshold", "sample", "none"], default="threshold",
                    help="how grey data become 0/1 for bernoulli or spin visible units "
-                        "(default: threshold at 0.5; 0/1 data are left as they are)")
+                        "(default: threshold at 0.5; 0/1 and ±1 data are left as they are); "
+                        "the rest of the preparation (±1 spins, the training standardisation "
+                        "of Gaussian units) comes from the model file")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=evaluate_command)
-
-
-def prepare_eval_data(x: torch.Tensor, model, transform: dict, binarize: str, generator=None):
-    """Map loaded data onto the model's visible support: binarise grey values for bernoulli /
-    spin units (unless already 0/1), ±1 for spins, the training standardisation (stored in the
-    model file) for Gaussian units."""
-    from .. import data as bdata
-
-    name = model.visible.name
-    if name in ("bernoulli", "spin"):
-        is_binary = bool(((x == 0) | (x == 1)).all())
-        is_spin = bool(((x == -1) | (x == 1)).all())
-        if name == "spin" and is_spin:
-            return x
-        if not is_binary:
-            if binarize == "none":
-                raise ValueError(f"--binarize none: the model's {name} units need 0/1 data, the "
-                                 f"data hold values in [{x.min().item():g}, {x.max().item():g}]")
-            lo, hi = x.min().item(), x.max().item()
-            if lo < 0 or hi > 1:
-                raise ValueError(f"--data: values in [{lo:g}, {hi:g}] cannot be binarised "
-                                 f"(expected [0, 1])")
-            x = bdata.binarize(x, binarize, generator=generator)
-        return x * 2.0 - 1.0 if name == "spin" else x
-    if name == "gaussian":
-        std = (transform or {}).get("standardize")
-        if std:
-            x, _, _ = bdata.standardize(x, torch.tensor(std["mean"]), torch.tensor(std["std"]))
-    return x
 
 
 def _fmt(x, digits=3):
@@ -99,6 +72,8 @@ def _table(result: dict, title: str) -> str:
 
 
 def evaluate_command(args) -> int:
+    import dataclasses
+
     from .. import data as bdata
     from ..evaluation import evaluate
     from ..io import load, read_metadata
@@ -115,15 +90,18 @@ def evaluate_command(args) -> int:
         raise ValueError(f"model: 'boltzkit evaluate' evaluates RBMs, {args.model} holds a "
                          f"{meta['model']}")
     model = load(args.model, device=device)
-    transform = (meta.get("extra") or {}).get("transform") or {}
+    # the model file's record (or, for a file without one, the plain rules for its units),
+    # with this command's binarisation: likelihoods need data on the units' support
+    prep = meta["preparation"] or bdata.Preparation(model.visible, n_features=model.n_visible)
+    prep = dataclasses.replace(prep, binarize=args.binarize)
     gen = torch.Generator().manual_seed(args.seed)
     ds = bdata.load_dataset(args.data, args.split)
-    x = prepare_eval_data(ds.data, model, transform, args.binarize, gen)
+    x = prep.transform(ds.data, gen, for_likelihood=True, name="--data")
     base = None
     if args.data in NAMED and args.split != "train":
         # the AIS base-rate model comes from the training data (Salakhutdinov & Murray)
-        base = prepare_eval_data(bdata.load_dataset(args.data, "train").data, model, transform,
-                                 args.binarize, gen)
+        base = prep.transform(bdata.load_dataset(args.data, "train").data, gen,
+                              for_likelihood=True, name="--data (train split)")
     x = model.check_visible(x, "--data")
     result = evaluate(model, x, log_z=args.log_z, chains=args.chains, betas=args.betas,
                       seed=args.seed, base_data=base if base is None else

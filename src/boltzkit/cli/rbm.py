@@ -22,7 +22,7 @@ import torch
 from ..training import Callback
 from ..units import UNIT_NAMES
 
-__all__ = ["register", "prepare_data", "draw_samples"]
+__all__ = ["register", "draw_samples"]
 
 DATA_CHOICES = "digits, mnist, binarized-mnist, PATH.npy or PATH.csv"
 
@@ -72,6 +72,9 @@ def register(sub) -> None:
     s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     s.add_argument("--mean", action="store_true",
                    help="write E[v | h] of the last step instead of the sampled v")
+    s.add_argument("--model-space", action="store_true",
+                   help="write the visible states as the model sees them (e.g. ±1 spins, "
+                        "standardised values) instead of mapping them back to data space")
     s.add_argument("--out", required=True, help="output: FILE.npy (array) or FILE.png (grid)")
     s.set_defaults(func=sample_command)
 
@@ -79,34 +82,6 @@ def register(sub) -> None:
 def _positive(name, value):
     if value < 1:
         raise ValueError(f"--{name}: expected a positive integer, got {value}")
-
-
-def prepare_data(x: torch.Tensor, visible: str, binarize: str, generator=None):
-    """Turn loaded data (grey values in [0, 1] or user values) into what ``visible`` units take.
-
-    Returns ``(data, transform)`` where ``transform`` is a JSON-able dict recording what was done
-    (``standardize`` mean/std for Gaussian units), stored in the model file so that samples can be
-    mapped back to data space.
-    """
-    from .. import data as bdata
-    from ..units import get_units
-
-    units = get_units(visible)
-    transform = {"binarize": binarize}
-    if units.name in ("bernoulli", "spin"):
-        lo, hi = x.min().item(), x.max().item()
-        already_spins = units.name == "spin" and -1 <= lo < 0  # ±1 data (or means in [-1, 1])
-        if binarize != "none" and not already_spins:
-            if lo < 0 or hi > 1:
-                raise ValueError(f"--data: values in [{lo:g}, {hi:g}] cannot be binarised "
-                                 f"(expected [0, 1]); use --visible-units gaussian")
-            x = bdata.binarize(x, binarize, generator=generator)
-        if units.name == "spin" and not already_spins:
-            x = x * 2.0 - 1.0  # {0, 1} (or [0, 1]) to {-1, +1} (or [-1, 1])
-    elif units.name == "gaussian":
-        x, mean, std = bdata.standardize(x)
-        transform.update(standardize={"mean": mean.tolist(), "std": std.tolist()})
-    return x, transform
 
 
 def _run_folder(args) -> Path:
@@ -159,16 +134,6 @@ def _image_shape(meta_extra, n_visible):
     return (side, side) if side * side == n_visible else (1, n_visible)
 
 
-def _display(v, model, transform):
-    """Samples in data space for pictures: spins to {0, 1}, Gaussian units un-standardised."""
-    if model.visible.name == "spin":
-        return (v + 1) / 2
-    std = (transform or {}).get("standardize")
-    if std:
-        return v * torch.tensor(std["std"]) + torch.tensor(std["mean"])
-    return v
-
-
 def train_command(args) -> int:
     from .. import data as bdata
     from .. import plots
@@ -183,7 +148,8 @@ def train_command(args) -> int:
         raise ValueError(f"--device: {args.device} asked for, but this PyTorch has no CUDA device")
     ds = bdata.load_dataset(args.data, args.split)
     gen = torch.Generator().manual_seed(args.seed)
-    x, transform = prepare_data(ds.data, args.visible_units, args.binarize, gen)
+    prep = bdata.Preparation.fit(ds.data, args.visible_units, args.binarize, name="--data")
+    x = prep.transform(ds.data, gen, name="--data")
     model = RBM(x.shape[1], args.hidden, args.visible_units, args.hidden_units, generator=gen)
     model.to(device)
     x = model.check_visible(x, "--data", relaxed=True)
@@ -194,7 +160,7 @@ def train_command(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k != "func"}
     settings.update(n_samples=x.shape[0], n_visible=x.shape[1], dataset=ds.name)
-    extra = {"settings": settings, "transform": transform,
+    extra = {"settings": settings, "preparation": prep,
              "image_shape": list(ds.image_shape) if ds.image_shape else None}
     callbacks = [Checkpoint(out / "model.safetensors", metadata=extra),
                  _MetricsWriter(out / "metrics.json", settings)]
@@ -214,7 +180,7 @@ def train_command(args) -> int:
     v, v_mean = draw_samples(cpu_model, 100, args.sample_steps,
                              torch.Generator().manual_seed(args.seed + 1))
     shown = v_mean if model.visible.name in ("bernoulli", "gaussian") else v
-    plots.sample_grid(_display(shown, cpu_model, transform), shape, out / "samples.png",
+    plots.sample_grid(prep.inverse(shown), shape, out / "samples.png",
                       title=f"Gibbs samples after {args.sample_steps} steps (E[v|h])")
     if state.history:
         plots.learning_curves(state.history, out / "curves.png")
@@ -229,6 +195,7 @@ def sample_command(args) -> int:
     import numpy as np
 
     from .. import plots
+    from ..data import Preparation
     from ..io import atomic_write, load, read_metadata
 
     _positive("n", args.n)
@@ -245,14 +212,16 @@ def sample_command(args) -> int:
     gen = torch.Generator(device=model.weight.device).manual_seed(args.seed)
     v, v_mean = draw_samples(model, args.n, args.steps, gen)
     result = (v_mean if args.mean else v).cpu()
+    prep = meta["preparation"] or Preparation(model.visible, n_features=model.n_visible)
+    if not args.model_space:
+        result = prep.inverse(result)
     if out.suffix == ".npy":
         with atomic_write(out) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, result.numpy())
     else:
         extra = meta["extra"]
-        plots.sample_grid(_display(result, model, extra.get("transform")),
-                          _image_shape(extra, model.n_visible), out,
+        plots.sample_grid(result, _image_shape(extra, model.n_visible), out,
                           title=f"{args.n} samples, {args.steps} Gibbs steps")
     print(f"wrote {args.n} samples to {out}")
     return 0
