@@ -9,6 +9,7 @@ crash or a kill never leaves a half-written model file.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -19,7 +20,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-__all__ = ["save", "load", "read_metadata", "atomic_write", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save", "load", "read_metadata", "atomic_write", "FolderLock", "FORMAT",
+           "FORMAT_VERSION"]
 
 FORMAT = "boltzkit"
 FORMAT_VERSION = "1"
@@ -27,10 +29,14 @@ FORMAT_VERSION = "1"
 
 class atomic_write:
     """Context manager giving a temporary path in the target's folder; on success the file is
-    renamed to ``path`` (atomic on POSIX), on error it is removed.
+    renamed to ``path`` (atomic on POSIX), on error (or when the rename fails) it is removed.
 
     >>> with atomic_write("out.png") as tmp:
     ...     fig.savefig(tmp)
+
+    The temporary file is named ``.NAME.PID.XXXXXXXX.tmpSUFFIX``. A process killed in the middle
+    of a write (SIGKILL, power loss) cannot remove its own; the next write to the same target
+    removes those whose process is gone, so none lingers.
     """
 
     def __init__(self, path, suffix: Optional[str] = None):
@@ -39,21 +45,96 @@ class atomic_write:
 
     def __enter__(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".tmp{self.suffix}",
-                                   dir=self.path.parent)
+        self._remove_stale()
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.",
+                                   suffix=f".tmp{self.suffix}", dir=self.path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
         return self.tmp
 
+    def _remove_stale(self) -> None:
+        """Remove the temporary files of this target left by writers that no longer run."""
+        prefix = f".{self.path.name}."
+        for p in self.path.parent.glob(glob.escape(prefix) + "*.tmp*"):
+            pid = p.name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                p.unlink(missing_ok=True)
+
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
+        if exc_type is not None:
+            self.tmp.unlink(missing_ok=True)
+            return False
+        try:
             # mkstemp creates the file readable by its owner only: give it the usual mode
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(self.tmp, 0o666 & ~umask)
             os.replace(self.tmp, self.path)
-        else:
+        except BaseException:
             self.tmp.unlink(missing_ok=True)
+            raise
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, and belongs to someone else
+        return True
+    return True
+
+
+class FolderLock:
+    """Exclusive use of a folder by one process (a ``.lock`` file in it, locked with
+    ``fcntl.flock``): a second process asking for the same folder gets a ``ValueError`` naming
+    the folder and the process that holds it. The lock dies with its process (a ``kill -9``
+    leaves no stale lock), and the ``.lock`` file is removed on exit. Where ``fcntl`` does not
+    exist (Windows) the lock is a no-op.
+
+    >>> with FolderLock("runs/a", what="--out"):
+    ...     train()
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder, what: str = "folder"):
+        self.folder, self.what, self.fd = Path(folder), what, None
+
+    def __enter__(self) -> "FolderLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        path = self.folder / self.NAME
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise ValueError(f"{self.what}: {self.folder} is in use by another boltzkit "
+                                 f"process (pid {holder}); one run per folder") from None
+            # a holder that was just leaving may have removed the file we opened: lock anew
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd, self.path = fd, path
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)  # closing the descriptor releases the lock
+            self.fd = None
         return False
 
 
