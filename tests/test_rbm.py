@@ -199,7 +199,7 @@ def test_bad_input_errors_name_the_problem():
         exact.rbm.log_partition(RBM(30, 30))
 
 
-# -- a per-row inverse temperature ------------------------------------------------------------------
+# -- a per-row inverse temperature -----------------------------------------------------------------
 ROW_BETAS = [0.0, 0.4, 1.0, 2.0, 1.0]
 
 

@@ -178,7 +178,8 @@ def test_bad_beta_names_beta():
     assert row_beta(0.5, 3) == 0.5
     assert row_beta(torch.ones(3), 3).shape == (3, 1)
     for bad in (torch.ones(2), torch.ones(3, 1), "hot", True):
-        with pytest.raises(ValueError, match=r"beta: expected a number or a tensor of shape \(3,\)"):
+        with pytest.raises(ValueError, match=r"beta: expected a number or a tensor of shape "
+                                             r"\(3,\)"):
             row_beta(bad, 3)
 
 

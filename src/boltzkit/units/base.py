@@ -19,8 +19,9 @@ stack ``(R, n, n_units)``):
 
 - ``mean(t, beta)``: E[s | t], the shape of ``t``;
 - ``sample(t, generator, beta)``: one draw, the shape of ``t``;
-- ``log_partition(t, beta)``: ``sum_units log sum_s exp(beta t s - base(s))``, shape ``t.shape[:-1]``
-  (``(n,)``), computed in forms that never overflow (softplus, log 2cosh, logsumexp, t²/2);
+- ``log_partition(t, beta)``: ``sum_units log sum_s exp(beta t s - base(s))``, shape
+  ``t.shape[:-1]`` (``(n,)``), computed in forms that never overflow (softplus, log 2cosh,
+  logsumexp, t²/2);
 - ``base(s)``: ``sum_units base(s_i)``, shape ``s.shape[:-1]``;
 - ``check(s, name)``: a ``ValueError`` naming ``name`` if ``s`` is not finite or leaves the support;
 - ``states(n_units)``: every joint state of a layer (for exact enumeration), discrete families only.

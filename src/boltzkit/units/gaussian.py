@@ -14,7 +14,8 @@ __all__ = ["Gaussian"]
 class Gaussian(Units):
     """Real-valued units of unit variance: base(s) = s²/2, so p(s | t) = N(beta t, 1).
 
-    log-partition: ``(beta t)²/2 + log(2π)/2`` per unit, so that likelihoods are densities in nats.
+    log-partition: ``(beta t)²/2 + log(2π)/2`` per unit, so that likelihoods are densities in
+    nats.
     Data should be standardised (zero mean, unit variance per feature) before training.
 
     Shapes: ``field`` ``(n, n_units)``, ``beta`` a number or broadcasting against the field
