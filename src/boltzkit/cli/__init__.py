@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 __all__ = ["main", "build_parser"]
 
 # modules under boltzkit.cli that contribute subcommands, in the order of `boltzkit --help`
-COMMAND_MODULES = ["rbm", "evaluate", "hopfield", "bm", "toy"]
+COMMAND_MODULES = ["train", "rbm", "evaluate", "hopfield", "bm", "toy"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,20 +33,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that files being written are cleaned up."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # SIGTERM unwinds like Ctrl-C (training defers both to the next batch boundary itself)
+    old = signal.signal(signal.SIGTERM, _terminate) \
+        if threading.current_thread() is threading.main_thread() else None
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"boltzkit: error: {err}", file=sys.stderr)
         return 2
+    except _Terminated:
+        print("boltzkit: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("boltzkit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,11 +16,14 @@ second Ctrl-C interrupts at once; nothing is written from the half-done state it
 
 Divergence: after every epoch the parameters are checked. Training stops with a
 :class:`DivergenceError` (one line naming the learning rate), and the model is put back to the
-last finished epoch, when a parameter is NaN or inf, or when one has run away: its magnitude
-times the model's inverse temperature exceeds ``divergence_limit`` (default 100). A weight or
-bias of 100 on a unit's input makes the odds of its states differ by e^100: no data set needs
-that, while runaway learning rates reach it within an epoch (at lr 100 an RBM's hidden biases
-pass 300).
+last finished epoch, when a parameter is NaN or inf, or when one has run away: its largest
+magnitude has grown by more than ``divergence_limit`` (default 100) since the run began, in
+units of the temperature (times the model's inverse temperature, where it has one). A weight or
+bias that has moved by 100 changes the odds of a unit's states by e^100: no data set needs that
+(visible biases start at the data's base rates, within ±7 for binary units), while runaway
+learning rates get there within an epoch (at lr 100 an RBM's hidden biases pass 300). The
+growth, not the size, is measured so that Gaussian units' biases, which carry the data's own
+scale, are judged by how far they moved.
 """
 
 from __future__ import annotations
@@ -97,18 +100,26 @@ def _inverse_temperature(model) -> float:
     return 1.0 / t if isinstance(t, (int, float)) and t > 0 else 1.0
 
 
-def runaway(model, limit: float) -> Optional[str]:
-    """Why the model's parameters count as diverged (see the module docstring), or None."""
+def parameter_scale(model) -> dict:
+    """The largest magnitude of each parameter, ``{name: float}`` (what :func:`runaway` measures
+    growth from)."""
+    return {name: float(p.detach().abs().max()) if p.numel() else 0.0
+            for name, p in model.named_parameters()}
+
+
+def runaway(model, limit: float, start: Mapping[str, float]) -> Optional[str]:
+    """Why the model's parameters count as diverged (see the module docstring), or None;
+    ``start`` is :func:`parameter_scale` at the beginning of the run."""
     beta = _inverse_temperature(model)
     for name, p in model.named_parameters():
         if not bool(torch.isfinite(p.sum())) and not bool(torch.isfinite(p).all()):
             return f"parameter {name} became NaN or inf"
         if p.numel():
-            top = float(p.detach().abs().max()) * beta
-            if top > limit:
+            top = float(p.detach().abs().max())
+            if (top - start.get(name, 0.0)) * beta > limit:
                 return (f"parameter {name} ran away to |{top:.3g}|" +
-                        (" (in units of the temperature)" if beta != 1.0 else "") +
-                        f", over the limit {limit:g}")
+                        (f" (temperature {1 / beta:g})" if beta != 1.0 else "") +
+                        f", more than {limit:g} beyond where it started")
     return None
 
 
@@ -274,7 +285,8 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
             constrain = getattr(model, "constrain_", None)
             if constrain is not None:
                 constrain()
-            state = TrainState(model=model, generator=generator, epochs=epochs, config=config)
+            state = TrainState(model=model, generator=generator, epochs=epochs, config=config,
+                               start_scale=parameter_scale(model))
             state.estimator_state = estimator.init_state(model, data, generator)
             state.update_state = update.init_state(params)
     fused = update.fused(estimator, model) if reduce is None else None
@@ -322,7 +334,7 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                 state.seconds += time.perf_counter() - t0
                 if state.batch < n_batches:  # interrupted inside the epoch
                     break
-                why = runaway(model, limit)
+                why = runaway(model, limit, state.start_scale)
                 if why is not None:
                     state.diverged = True
                     for k, p in params.items():
@@ -341,7 +353,8 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
         except KeyboardInterrupt:
             state.interrupted = True
         finally:
-            if state.interrupted and state.consistent and runaway(model, limit) is not None:
+            if state.interrupted and state.consistent and \
+                    runaway(model, limit, state.start_scale) is not None:
                 state.diverged = True  # an interrupted epoch is checked before it is written
             for cb in cbs:
                 cb.on_fit_end(state)

@@ -60,6 +60,9 @@ class TrainState:
         Training time so far (monitors and callbacks excluded).
     lr : float
         The learning rate of the last update.
+    start_scale : dict
+        Each parameter's largest magnitude when the run began (the divergence check measures
+        growth from it).
     config : dict
         The settings the run was started with (estimator, update rule, batch size, learning
         rate and schedule, the data's size and checksum): a resume is checked against them.
@@ -89,6 +92,7 @@ class TrainState:
     seconds: float = 0.0
     lr: float = math.nan
     config: dict = field(default_factory=dict)
+    start_scale: dict = field(default_factory=dict)
     stop: bool = False
     interrupted: bool = False
     signal: Optional[str] = None
@@ -133,7 +137,8 @@ class TrainState:
             "model_config": json.dumps(self.model.config()),
             "progress": json.dumps({"epoch": self.epoch, "batch": self.batch,
                                     "step": self.step, "epochs": self.epochs,
-                                    "seconds": self.seconds, "lr": self.lr}),
+                                    "seconds": self.seconds, "lr": self.lr,
+                                    "start_scale": self.start_scale}),
             "history": json.dumps(self.history),
             "config": json.dumps(self.config),
             "estimator_state": json.dumps(est_meta),
@@ -290,6 +295,10 @@ def _build(path: Path, tensors: dict, meta: dict, model) -> TrainState:
                "fields": {k: _fresh(fields[k], dev) for k in est_meta["fields"]}}
     with torch.no_grad():
         model.load_state_dict({k: v.to(dev) for k, v in got.items()})
+    scale = progress.get("start_scale", {})
+    if not isinstance(scale, dict) or not all(isinstance(v, (int, float))
+                                              for v in scale.values()):
+        raise ValueError(f"training state: {path} has an invalid 'start_scale' record")
     seconds = progress.get("seconds", 0.0)
     lr = progress.get("lr", math.nan)
     return TrainState(
@@ -298,7 +307,8 @@ def _build(path: Path, tensors: dict, meta: dict, model) -> TrainState:
         estimator_state=raw, update_state={k: _fresh(v, dev) for k, v in update.items()},
         seconds=float(seconds) if isinstance(seconds, (int, float)) else 0.0,
         lr=float(lr) if isinstance(lr, (int, float)) else math.nan,
-        config=meta["config"] if isinstance(meta["config"], dict) else {})
+        config=meta["config"] if isinstance(meta["config"], dict) else {},
+        start_scale={k: float(v) for k, v in scale.items()})
 
 
 def _fresh(t: torch.Tensor, device) -> torch.Tensor:

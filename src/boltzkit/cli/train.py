@@ -1,0 +1,387 @@
+"""``boltzkit train``: train an RBM or a Boltzmann machine into a run folder that survives kills.
+
+A run folder holds::
+
+    run.json                  the run's settings (what ``--resume`` continues with)
+    model.safetensors         the model after the last finished epoch (never a partial one)
+    train_state.safetensors   everything needed to continue: parameters, chains, momentum,
+                              the random generator, the position within the epoch
+    metrics.json              settings and per-epoch figures
+    filters.png, samples.png, curves.png   pictures, drawn when training ends
+
+``boltzkit train --resume RUN`` continues a run that was killed (``kill -9``), interrupted
+(Ctrl-C, SIGTERM) or stopped early, with the settings in ``RUN/run.json``, and ends with the same
+model file, bit for bit on the CPU, as the same run done in one go; ``--epochs N`` trains a
+finished run further. One run per folder: a folder that a live run is using is refused, and a
+folder that holds a run is only reused with ``--resume`` or ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..training import Callback
+from ..units import UNIT_NAMES
+
+__all__ = ["register", "TRAIN_DEFAULTS", "RUN_FILE"]
+
+RUN_FILE = "run.json"
+RUN_FILES = (RUN_FILE, "model.safetensors", "train_state.safetensors", "metrics.json",
+             "filters.png", "samples.png", "curves.png")
+DATA_CHOICES = "digits, mnist, binarized-mnist, PATH.npy or PATH.csv"
+METHODS = ("cd", "pcd", "two-phase")
+
+# every setting of a run, with its default: the parser's defaults are None so that the options
+# a user gave can be told apart (a resumed run takes its settings from run.json)
+TRAIN_DEFAULTS = {
+    "model": "rbm", "data": "digits", "split": "train", "hidden": 64,
+    "visible_units": "bernoulli", "hidden_units": "bernoulli", "binarize": "threshold",
+    "method": None, "k": 1, "chains": None, "settle": 5, "collect": 5, "rule": "sgd",
+    "epochs": 30, "batch_size": 20, "lr": 0.05, "lr_schedule": "constant", "momentum": 0.5,
+    "weight_decay": 1e-4, "seed": 0, "device": "cpu", "sample_steps": 1000,
+}
+# what --resume may change: how far to train, and how it is shown
+RESUME_OPTIONS = ("epochs", "no_progress")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train an RBM or a Boltzmann machine into a resumable run folder",
+        description="Train a restricted Boltzmann machine (or, with --model bm, a fully "
+                    "connected Boltzmann machine) into a run folder. With no arguments: 64 "
+                    "hidden units on scikit-learn's 8x8 digits, in seconds. Ctrl-C or SIGTERM "
+                    "stop at the next batch and keep what is needed to continue; --resume RUN "
+                    "continues bit-identically.")
+    d = TRAIN_DEFAULTS
+    p.add_argument("--model", choices=["rbm", "bm"], help="rbm or bm (a fully connected "
+                   "Boltzmann machine with binary units; default: rbm)")
+    p.add_argument("--data", help=f"{DATA_CHOICES} (default: {d['data']})")
+    p.add_argument("--split", help="data split (default: train)")
+    p.add_argument("--hidden", type=int, help=f"hidden units (default: {d['hidden']})")
+    p.add_argument("--visible-units",
+                   help=f"{', '.join(UNIT_NAMES)} or softmax:K (default: bernoulli; a bm takes "
+                        f"bernoulli or spin for all its units)")
+    p.add_argument("--hidden-units",
+                   help=f"{', '.join(UNIT_NAMES)} or softmax:K (default: bernoulli; rbm only)")
+    p.add_argument("--binarize", choices=["threshold", "sample", "none"],
+                   help="how grey data become 0/1 for bernoulli or spin visible units; 'none' "
+                        "trains on the grey values as probabilities (default: threshold at 0.5)")
+    p.add_argument("--method", choices=METHODS,
+                   help="cd or pcd for an rbm, two-phase for a bm (default: cd / two-phase)")
+    p.add_argument("--k", type=int, help="Gibbs steps per update, cd and pcd (default: 1)")
+    p.add_argument("--chains", type=int,
+                   help="persistent chains for pcd and two-phase (default: min(100, rows))")
+    p.add_argument("--settle", type=int,
+                   help="two-phase: sweeps before statistics, each phase (default: 5)")
+    p.add_argument("--collect", type=int,
+                   help="two-phase: sweeps statistics are averaged over (default: 5)")
+    p.add_argument("--rule", choices=["sgd", "sign"],
+                   help="update rule: sgd, or sign (the 1985 fixed step of size --lr; bm) "
+                        "(default: sgd)")
+    p.add_argument("--epochs", type=int, help=f"passes over the data (default: {d['epochs']})")
+    p.add_argument("--batch-size", type=int, help=f"rows per update (default: {d['batch_size']})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default: {d['lr']})")
+    p.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"],
+                   help="learning-rate schedule over training (default: constant)")
+    p.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d['momentum']})")
+    p.add_argument("--weight-decay", type=float,
+                   help=f"L2 penalty on the weights (default: {d['weight_decay']})")
+    p.add_argument("--seed", type=int, help="random seed (default: 0)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--out", default=None,
+                   help="run folder (default: runs/MODEL-DATA-YYYYmmdd-HHMMSS)")
+    p.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue the run in folder RUN with its stored settings (only "
+                        "--epochs, to train further, and --no-progress may be given)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in --out even if it holds a run (its files are "
+                        "replaced)")
+    p.add_argument("--sample-steps", type=int,
+                   help="Gibbs steps (bm: sweeps) for samples.png (default: 1000)")
+    p.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
+    p.set_defaults(func=train_command)
+
+
+# -- settings --------------------------------------------------------------------------------
+def _given(args) -> dict:
+    """The run settings the user gave on the command line."""
+    return {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
+
+
+def _resolve(settings: dict) -> dict:
+    s = dict(TRAIN_DEFAULTS, **settings)
+    if s["method"] is None:
+        s["method"] = "two-phase" if s["model"] == "bm" else "cd"
+    return s
+
+
+def _check(s: dict) -> None:
+    """One line naming the option, before anything is loaded or written."""
+    for name in ("hidden", "k", "epochs", "batch_size", "sample_steps", "settle", "collect"):
+        v = s[name]
+        low = 0 if name in ("settle",) or (name == "hidden" and s["model"] == "bm") else 1
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            want = "a positive integer" if low else "an integer >= 0"
+            raise ValueError(f"--{name.replace('_', '-')}: expected {want}, got {v}")
+    if s["chains"] is not None and (not isinstance(s["chains"], int) or s["chains"] < 1):
+        raise ValueError(f"--chains: expected a positive integer, got {s['chains']}")
+    for name in ("lr", "momentum", "weight_decay"):
+        v = s[name]
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"--{name.replace('_', '-')}: expected a finite number >= 0, got {v}")
+    if not s["momentum"] < 1:
+        raise ValueError(f"--momentum: expected a value in [0, 1), got {s['momentum']}")
+    if not isinstance(s["seed"], int) or not 0 <= s["seed"] < 2 ** 63:
+        raise ValueError(f"--seed: expected an integer in [0, 2^63), got {s['seed']}")
+    if s["model"] == "rbm" and s["method"] not in ("cd", "pcd"):
+        raise ValueError(f"--method: an rbm trains with cd or pcd, got {s['method']}")
+    if s["model"] == "bm":
+        if s["method"] != "two-phase":
+            raise ValueError(f"--method: a bm trains with two-phase, got {s['method']}")
+        if s["visible_units"] not in ("bernoulli", "spin"):
+            raise ValueError(f"--visible-units: a bm takes bernoulli or spin units, got "
+                             f"{s['visible_units']}")
+    if s["rule"] == "sign" and s["model"] != "bm":
+        raise ValueError("--rule sign: the 1985 sign rule is for --model bm")
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {name!r} ({err})") \
+            from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {name!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device: {name} asked for, but this PyTorch has no CUDA device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device: {name} asked for, this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+# -- the run folder --------------------------------------------------------------------------
+def _default_folder(s: dict) -> Path:
+    name = Path(s["data"]).stem if s["data"] not in ("digits", "mnist", "binarized-mnist") \
+        else s["data"]
+    return Path("runs") / f"{s['model']}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _holds_run(folder: Path) -> bool:
+    return any((folder / f).exists() for f in (RUN_FILE, "model.safetensors",
+                                               "train_state.safetensors"))
+
+
+def _prepare_folder(folder: Path, need_bytes: int) -> None:
+    """Create ``folder`` and check that the run's files can be written there (permissions, a
+    file in the way, free space): one line naming ``--out`` otherwise."""
+    from ..io import atomic_write
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(folder / ".write-check") as tmp:
+            tmp.write_bytes(b"")
+        (folder / ".write-check").unlink()
+    except OSError as err:
+        raise ValueError(f"--out: cannot write the run folder {folder} "
+                         f"({err.strerror or err})") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise ValueError(f"--out: {folder} has {free / 2 ** 20:.1f} MiB free, the run's files "
+                         f"need about {need_bytes / 2 ** 20:.1f} MiB")
+
+
+def _write_json(path: Path, obj) -> None:
+    from ..io import atomic_write
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def _read_run(folder: Path) -> dict:
+    path = folder / RUN_FILE
+    if not folder.is_dir():
+        raise ValueError(f"--resume: {folder} is not a folder")
+    if not path.is_file():
+        raise ValueError(f"--resume: {folder} is not a boltzkit run folder (no {RUN_FILE})")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as err:
+        raise ValueError(f"--resume: {path} cannot be read ({type(err).__name__})") from None
+    settings = record.get("settings") if isinstance(record, dict) else None
+    if not isinstance(settings, dict) or set(settings) - set(TRAIN_DEFAULTS):
+        raise ValueError(f"--resume: {path} does not hold a run's settings")
+    return settings
+
+
+class _MetricsWriter(Callback):
+    """Rewrites metrics.json after every epoch (atomically), so a killed run keeps its figures."""
+
+    def __init__(self, path, settings):
+        self.path, self.settings = path, settings
+
+    def on_epoch_end(self, state):
+        _write_json(self.path, {"settings": self.settings, "epochs": state.history})
+
+    def on_fit_end(self, state):
+        if state.history:
+            self.on_epoch_end(state)
+
+
+# -- building the run ------------------------------------------------------------------------
+def _build(s: dict, device: torch.device):
+    """Data, preparation, model, estimator and update rule of a run (deterministic given the
+    settings: a resumed run rebuilds the same ones)."""
+    from .. import data as bdata
+    from ..data import Preparation
+    from ..models import RBM, BoltzmannMachine
+    from ..training import CD, PCD, SGD, SignStep, TwoPhase
+
+    ds = bdata.load_dataset(s["data"], s["split"])
+    gen = torch.Generator().manual_seed(s["seed"])
+    prep = Preparation.fit(ds.data, s["visible_units"], s["binarize"], name="--data")
+    x = prep.transform(ds.data, gen, name="--data")
+    if s["model"] == "bm":
+        model = BoltzmannMachine(x.shape[1], s["hidden"], s["visible_units"], init_std=0.01,
+                                 generator=gen)
+        estimator = TwoPhase(positive_settle=s["settle"], positive_collect=s["collect"],
+                             negative_settle=s["settle"], negative_collect=s["collect"],
+                             n_chains=s["chains"])
+    else:
+        model = RBM(x.shape[1], s["hidden"], s["visible_units"], s["hidden_units"],
+                    generator=gen)
+        estimator = CD(s["k"]) if s["method"] == "cd" else PCD(s["k"], s["chains"])
+    update = SignStep(s["weight_decay"]) if s["rule"] == "sign" else \
+        SGD(s["momentum"], s["weight_decay"])
+    model.to(device)
+    x = estimator.check_data(model, x)
+    if device.type != "cpu":
+        gen = torch.Generator(device=device).manual_seed(s["seed"])
+    return ds, prep, x, model, estimator, update, gen
+
+
+def _need_bytes(model, estimator_chains: int) -> int:
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    # model file + state file (parameters, momentum, chains) + one temporary copy of each
+    return 2 * (3 * params + estimator_chains * 4 * 2048) + 2 ** 20
+
+
+# -- the command -----------------------------------------------------------------------------
+def train_command(args) -> int:
+    from ..io import FolderLock
+    from ..training import Checkpoint, TrainState, fit
+
+    given = _given(args)
+    if args.resume is not None:
+        if args.out is not None or args.overwrite:
+            raise ValueError("--resume: the run folder is RUN itself; --out and --overwrite "
+                             "do not apply")
+        extra = sorted(set(given) - set(RESUME_OPTIONS))
+        if extra:
+            raise ValueError(f"--resume: the run's settings are in {Path(args.resume) / RUN_FILE}"
+                             f"; only --epochs may change, got --{extra[0].replace('_', '-')}")
+        folder = Path(args.resume)
+        s = _resolve(dict(_read_run(folder), **{k: given[k] for k in given if k == "epochs"}))
+    else:
+        s = _resolve(given)
+        folder = Path(args.out) if args.out else _default_folder(s)
+    _check(s)
+    device = _device(s["device"])
+    if args.resume is None and _holds_run(folder) and not args.overwrite:
+        raise ValueError(f"--out: {folder} holds a run already; continue it with --resume "
+                         f"{folder}, or start over with --overwrite")
+    ds, prep, x, model, estimator, update, gen = _build(s, device)
+    _prepare_folder(folder, _need_bytes(model, x.shape[1] * (s["chains"] or 100)))
+    with FolderLock(folder, what="run folder"):
+        state_file = folder / "train_state.safetensors"
+        resume = None
+        if args.resume is not None:
+            if state_file.exists():
+                progress = TrainState.read_metadata(state_file)["progress"]
+                done = (progress.get("epoch"), progress.get("batch"))
+                if done[0] >= s["epochs"] and not done[1]:
+                    print(f"{folder}: the run has finished its {done[0]} epochs; train it "
+                          f"further with --resume {folder} --epochs N (N > {done[0]})")
+                    return 0
+                resume = state_file
+                where = f"epoch {done[0]}" + (f", batch {done[1]}" if done[1] else "")
+                print(f"resuming {folder} at {where} of {s['epochs']}")
+            else:
+                print(f"resuming {folder}: no epoch had finished, starting from the beginning")
+        elif args.overwrite:
+            for name in RUN_FILES:
+                (folder / name).unlink(missing_ok=True)
+        _write_json(folder / RUN_FILE, {"settings": s})
+        meta = {"settings": s, "dataset": ds.name,
+                "image_shape": list(ds.image_shape) if ds.image_shape else None}
+        callbacks = [Checkpoint(folder, metadata=meta, preparation=prep),
+                     _MetricsWriter(folder / "metrics.json", s)]
+        print(f"training {_describe(model)} on {ds.name} ({x.shape[0]} rows), {estimator}, "
+              f"{s['epochs']} epochs -> {folder}")
+        state = fit(model, x, estimator=estimator, update=update, epochs=s["epochs"],
+                    batch_size=s["batch_size"], lr=s["lr"], lr_schedule=s["lr_schedule"],
+                    generator=gen, callbacks=callbacks, resume=resume,
+                    progress=not (args.no_progress or False))
+        if state.interrupted:
+            where = f"epoch {state.epoch}" + (f" and {state.batch} batches of the next"
+                                              if state.batch else "")
+            print(f"{state.signal or 'interrupted'}: stopped after {where}; "
+                  f"{folder}/model.safetensors holds epoch {state.epoch}. Continue with: "
+                  f"boltzkit train --resume {folder}", file=sys.stderr)
+            return 143 if state.signal == "SIGTERM" else 130
+        _pictures(model, s, meta, prep, folder, state)
+    last = state.history[-1] if state.history else {}
+    figure = (f", reconstruction error {last['recon_error']:.4f} (a monitor, not the "
+              f"objective)" if "recon_error" in last else
+              f", exact log-likelihood {last['exact_loglik']:.4f}" if "exact_loglik" in last
+              else "")
+    print(f"done: {state.epoch} epochs in {state.seconds:.1f} s{figure}; wrote {folder}/"
+          f"model.safetensors, train_state.safetensors, metrics.json, pictures")
+    return 0
+
+
+def _describe(model) -> str:
+    from ..models import BoltzmannMachine
+
+    if isinstance(model, BoltzmannMachine):
+        return f"{model.n_visible}+{model.n_hidden} unit {model.units.spec()} Boltzmann machine"
+    return (f"{model.n_visible}x{model.n_hidden} {model.visible.spec()}-{model.hidden.spec()} "
+            f"RBM")
+
+
+def _pictures(model, s, meta, prep, folder: Path, state) -> None:
+    """filters.png, samples.png and curves.png of a finished run."""
+    from .. import plots
+    from ..models import BoltzmannMachine
+    from .rbm import draw_samples, image_shape
+
+    shape = image_shape(meta, model.n_visible)
+    m = model.to("cpu")
+    gen = torch.Generator().manual_seed(s["seed"] + 1)
+    if isinstance(m, BoltzmannMachine):
+        from ..experiments.bm_mnist import draw_samples as bm_samples
+
+        if m.n_hidden:
+            w = m.weight.detach()[: m.n_visible, m.n_visible:]
+            plots.filters(w, shape, folder / "filters.png",
+                          title=f"visible-hidden weights of {m.n_hidden} hidden units")
+        shown = bm_samples(m, 100, max(s["sample_steps"], 50), seed=s["seed"] + 1)
+        title = f"samples after {s['sample_steps']} sweeps"
+    else:
+        plots.filters(m.weight.detach(), shape, folder / "filters.png",
+                      title=f"filters of {m.n_hidden} hidden units")
+        v, v_mean = draw_samples(m, 100, s["sample_steps"], gen)
+        shown = v_mean if m.visible.name in ("bernoulli", "gaussian") else v
+        title = f"Gibbs samples after {s['sample_steps']} steps (E[v|h])"
+    plots.sample_grid(prep.inverse(shown), shape, folder / "samples.png", title=title)
+    if state.history:
+        plots.learning_curves(state.history, folder / "curves.png")
