@@ -4,7 +4,8 @@ Issue 2, section "Speed": 10,000 rows of binarized MNIST, 784 visible x 500 hidd
 float32, on this machine's cores, measured side by side in one process:
 
 - ``boltzkit fit``: what a user's call costs, ``RBM(784, 500)`` plus
-  ``fit(model, data, estimator=CD(1), epochs=1, batch_size=100, lr=0.1, momentum=0)``; this
+  ``fit(model, data, estimator=CD(1), update=SGD(momentum=0), epochs=1, batch_size=100,
+  lr=0.1)``; this
   includes fit's input check, the visible-bias initialisation and the end-of-epoch
   reconstruction-error monitor (1000 rows).
 - ``boltzkit update loop``: the part of that same call that ``fit`` itself times
@@ -51,7 +52,7 @@ import torch
 
 import boltzkit
 from boltzkit.data import load_dataset
-from boltzkit.training import CD, fit
+from boltzkit.training import CD, SGD, fit
 
 N_ROWS, N_VISIBLE, N_HIDDEN, BATCH, LR = 10_000, 784, 500, 100, 0.1
 PAUSE_S = 0.5
@@ -87,8 +88,8 @@ def machine() -> dict:
 def run_boltzkit(data, momentum, extra, key):
     t0 = time.perf_counter()
     model = boltzkit.RBM(N_VISIBLE, N_HIDDEN, generator=torch.Generator().manual_seed(0))
-    state = fit(model, data, estimator=CD(1), epochs=1, batch_size=BATCH, lr=LR,
-                momentum=momentum, generator=torch.Generator().manual_seed(1), progress=False)
+    state = fit(model, data, estimator=CD(1), update=SGD(momentum), epochs=1, batch_size=BATCH,
+                lr=LR, generator=torch.Generator().manual_seed(1), progress=False)
     t = time.perf_counter() - t0
     extra.setdefault(key, []).append(state.history[0]["seconds"])
     extra.setdefault(key + "/recon_error", []).append(state.history[0]["recon_error"])
@@ -156,20 +157,20 @@ def make_numpy_floor(data, dtype):
 def breakdown(data, repeats):
     """Seconds per epoch of each piece of a CD-1 step measured alone (min over ``repeats``
     batches of 100 calls; per-step pieces are scaled by the 100 steps of an epoch)."""
-    from boltzkit.training.estimators import Statistics
-    from boltzkit.training.fit import _SGD, reconstruction_error
+    from boltzkit.training import Statistics, reconstruction_error
     from boltzkit.units import uniform
 
     g = torch.Generator().manual_seed(4)
     model = boltzkit.RBM(N_VISIBLE, N_HIDDEN, generator=g)
-    params = [model.weight, model.visible_bias, model.hidden_bias]
+    params = dict(model.named_parameters())
     v = data[:BATCH].contiguous()
     fh, fv = torch.randn(BATCH, N_HIDDEN), torch.randn(BATCH, N_VISIBLE)
     ph, pv = torch.sigmoid(fh), torch.sigmoid(fv)
     stats = Statistics(v, ph, (pv > 0.5).float(), ph)
     out_w = torch.empty(N_VISIBLE, N_HIDDEN)
-    bias_grads = (None, torch.zeros(N_VISIBLE), torch.zeros(N_HIDDEN))
-    opt0, opt5 = _SGD(params, (0, 0, 0), 0.0), _SGD(params, (0, 0, 0), 0.5)
+    sgd0, sgd5 = SGD(0.0), SGD(0.5)
+    fused0, fused5 = sgd0.fused(CD(1), model), sgd5.fused(CD(1), model)
+    state0, state5 = {}, {}
     perm = torch.randperm(N_ROWS)
     est = CD(1)
     wt = model.weight.detach().t()
@@ -179,7 +180,7 @@ def breakdown(data, repeats):
 
     def cd1_step():
         s, _ = est.statistics(model, v, None, g)
-        opt0.step_statistics(s, TINY_LR)
+        fused0(params, s, TINY_LR, state0)
 
     pieces = {
         "5 products (the floor's step)": lambda: (
@@ -199,12 +200,13 @@ def breakdown(data, repeats):
         "sigmoid 100x784": lambda: torch.sigmoid(fv),
         "2 gradient products, plain mm": lambda: (torch.mm(v.t(), ph, out=out_w),
                                                   torch.mm(v.t(), ph, out=out_w)),
-        "update: 2 products folded into W, + biases": lambda: opt0.step_statistics(
-            stats, TINY_LR),
-        "same with momentum 0.5 (into buffer, + W pass)": lambda: opt5.step_statistics(
-            stats, TINY_LR),
-        "bias update alone (4 means, 2 subs, 2 adds)": lambda: opt0.step(
-            (None, v.mean(0) - v.mean(0), ph.mean(0) - ph.mean(0)), TINY_LR, start=1),
+        "update: 2 products folded into W, + biases": lambda: fused0(
+            params, stats, TINY_LR, state0),
+        "same with momentum 0.5 (into buffer, + W pass)": lambda: fused5(
+            params, stats, TINY_LR, state5),
+        "bias update alone (4 means, 2 subs, 2 adds)": lambda: sgd0.step(
+            params, {"visible_bias": v.mean(0) - v.mean(0),
+                     "hidden_bias": ph.mean(0) - ph.mean(0)}, TINY_LR, state0),
         "batch gather (index_select)": lambda: data.index_select(0, perm[:BATCH]),
     }
     once = {  # per fit call, not per step

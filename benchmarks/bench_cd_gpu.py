@@ -19,7 +19,7 @@ import torch
 
 from boltzkit import RBM
 from boltzkit.data import load_dataset
-from boltzkit.training import CD, PCD, fit
+from boltzkit.training import CD, PCD, SGD, ReconstructionMonitor, fit
 
 
 def _sync(device):
@@ -57,8 +57,8 @@ def one_epoch(x, estimator, device, seed):
     g = torch.Generator(device=device).manual_seed(seed)
     _sync(device)
     t0 = time.perf_counter()
-    fit(m, x, estimator=estimator, epochs=1, batch_size=100, lr=0.05, momentum=0.5,
-        generator=g, monitor_size=100)
+    fit(m, x, estimator=estimator, epochs=1, batch_size=100, lr=0.05, update=SGD(0.5),
+        generator=g, monitors=[ReconstructionMonitor(x, rows=100)])
     _sync(device)
     return time.perf_counter() - t0
 

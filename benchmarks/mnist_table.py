@@ -73,7 +73,7 @@ def _write_json(path: Path, obj) -> None:
 def train(row: str, seed: int = 0) -> None:
     import boltzkit
     from boltzkit.data import load_dataset
-    from boltzkit.training import CD, PCD, Callback, Checkpoint, fit
+    from boltzkit.training import CD, PCD, SGD, Callback, Checkpoint, fit
 
     hidden, method, k, epochs, *extra = ROWS[row]
     row_settings = dict(SETTINGS, **(extra[0] if extra else {}))
@@ -97,9 +97,13 @@ def train(row: str, seed: int = 0) -> None:
 
     print(f"{row}: training {estimator} 784x{hidden}, {epochs} epochs", flush=True)
     t0 = time.perf_counter()
-    state = fit(model, x, estimator=estimator, epochs=epochs, generator=gen,
-                callbacks=[Checkpoint(folder / "model.safetensors", metadata={"row": row}), Log()],
-                **row_settings)
+    fit_settings = dict(row_settings)
+    update = SGD(fit_settings.pop("momentum"), fit_settings.pop("weight_decay"))
+    # the run folder resumes: a row that was stopped continues where it stood
+    resume = folder if (folder / "train_state.safetensors").exists() else None
+    state = fit(model, x, estimator=estimator, update=update, epochs=epochs, generator=gen,
+                callbacks=[Checkpoint(folder, metadata={"row": row}), Log()], resume=resume,
+                **fit_settings)
     wall = time.perf_counter() - t0
     _write_json(folder / "train.json", {"settings": settings, "history": state.history,
                                         "train_seconds": state.history[-1]["seconds"],

@@ -186,3 +186,33 @@ def test_cd1_on_binarized_mnist_raises_the_exact_test_likelihood(data_dir):
     fit(m, train, estimator=CD(1), epochs=5, batch_size=100, lr=0.05, update=SGD(momentum=0.5),
         generator=gen(1))
     assert test_ll() > start + 25
+
+
+def test_reduce_sees_every_gradient_by_name_and_declines_the_fused_path():
+    """The data-parallel seam: ``reduce`` gets each batch's gradient dict before the update.
+    An identity reduce must give exactly the generic (unfused) path's model."""
+    from .test_fit_fast_paths import PlainCD
+
+    x = (torch.rand(60, 6, generator=gen(1)) < 0.4).double()
+    seen = []
+
+    def reduce(grads):
+        seen.append(sorted(grads))
+        return grads
+
+    a, b = RBM(6, 3, generator=gen(0), dtype=torch.float64), \
+        RBM(6, 3, generator=gen(0), dtype=torch.float64)
+    fit(a, x, estimator=CD(1), epochs=2, batch_size=20, lr=0.1, generator=gen(2), reduce=reduce)
+    fit(b, x, estimator=PlainCD(1), epochs=2, batch_size=20, lr=0.1, generator=gen(2))
+    assert seen == [sorted(NAMES)] * 6  # 3 batches x 2 epochs
+    for name in NAMES:
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    # a reduce that doubles the statistics doubles the step (plain SGD, no momentum)
+    c, d = RBM(6, 3, generator=gen(0), dtype=torch.float64), \
+        RBM(6, 3, generator=gen(0), dtype=torch.float64)
+    fit(c, x, estimator=CD(1), update=SGD(0.0), epochs=1, batch_size=60, lr=0.1,
+        generator=gen(2), reduce=lambda g: {k: 2 * v for k, v in g.items()})
+    fit(d, x, estimator=CD(1), update=SGD(0.0), epochs=1, batch_size=60, lr=0.2,
+        generator=gen(2))
+    for name in NAMES:
+        torch.testing.assert_close(getattr(c, name), getattr(d, name), rtol=0, atol=1e-12)

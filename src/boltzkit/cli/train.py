@@ -18,6 +18,7 @@ folder that holds a run is only reused with ``--resume`` or ``--overwrite``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -269,10 +270,12 @@ def _build(s: dict, device: torch.device):
     return ds, prep, x, model, estimator, update, gen
 
 
-def _need_bytes(model, estimator_chains: int) -> int:
+def _need_bytes(model, n_chains: int) -> int:
+    """About what the run's files take: the model file and the state file (parameters,
+    momentum buffers, chains), each once more while its next version is written."""
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    # model file + state file (parameters, momentum, chains) + one temporary copy of each
-    return 2 * (3 * params + estimator_chains * 4 * 2048) + 2 ** 20
+    width = sum(p.shape[-1] for p in model.parameters() if p.dim() == 1) or 1
+    return 2 * (3 * params + n_chains * 2 * width * 4) + 2 ** 20
 
 
 # -- the command -----------------------------------------------------------------------------
@@ -296,18 +299,31 @@ def train_command(args) -> int:
         folder = Path(args.out) if args.out else _default_folder(s)
     _check(s)
     device = _device(s["device"])
-    if args.resume is None and _holds_run(folder) and not args.overwrite:
-        raise ValueError(f"--out: {folder} holds a run already; continue it with --resume "
-                         f"{folder}, or start over with --overwrite")
-    ds, prep, x, model, estimator, update, gen = _build(s, device)
-    _prepare_folder(folder, _need_bytes(model, x.shape[1] * (s["chains"] or 100)))
-    with FolderLock(folder, what="run folder"):
+    option = "--resume" if args.resume is not None else "--out"
+    with contextlib.ExitStack() as held:
+        # a folder that exists is locked first: a live run there is named as such, before any
+        # data are loaded
+        locked = folder.is_dir()
+        if locked:
+            held.enter_context(FolderLock(folder, what=option))
+        if args.resume is None and _holds_run(folder) and not args.overwrite:
+            raise ValueError(f"--out: {folder} holds a run already; continue it with --resume "
+                             f"{folder}, or start over with --overwrite")
+        ds, prep, x, model, estimator, update, gen = _build(s, device)
+        _prepare_folder(folder, _need_bytes(model, s["chains"] or 100))
+        if not locked:
+            held.enter_context(FolderLock(folder, what=option))
         state_file = folder / "train_state.safetensors"
         resume = None
         if args.resume is not None:
             if state_file.exists():
                 progress = TrainState.read_metadata(state_file)["progress"]
                 done = (progress.get("epoch"), progress.get("batch"))
+                if "epochs" in given and (given["epochs"] < done[0] or
+                                          (given["epochs"] == done[0] and done[1])):
+                    raise ValueError(f"--epochs: the run has trained {done[0]} epochs"
+                                     f"{f' and {done[1]} batches' if done[1] else ''}; "
+                                     f"expected more, got {given['epochs']}")
                 if done[0] >= s["epochs"] and not done[1]:
                     print(f"{folder}: the run has finished its {done[0]} epochs; train it "
                           f"further with --resume {folder} --epochs N (N > {done[0]})")
@@ -334,9 +350,10 @@ def train_command(args) -> int:
         if state.interrupted:
             where = f"epoch {state.epoch}" + (f" and {state.batch} batches of the next"
                                               if state.batch else "")
-            print(f"{state.signal or 'interrupted'}: stopped after {where}; "
-                  f"{folder}/model.safetensors holds epoch {state.epoch}. Continue with: "
-                  f"boltzkit train --resume {folder}", file=sys.stderr)
+            kept = (f"{folder}/model.safetensors holds epoch {state.epoch}" if state.epoch
+                    else "no epoch had finished")
+            print(f"{state.signal or 'interrupted'}: stopped after {where}; {kept}. Continue "
+                  f"with: boltzkit train --resume {folder}", file=sys.stderr)
             return 143 if state.signal == "SIGTERM" else 130
         _pictures(model, s, meta, prep, folder, state)
     last = state.history[-1] if state.history else {}

@@ -38,7 +38,8 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import torch
 
 from .callbacks import Callback, Progress, default_monitors
-from .state import STATE_FILE, TrainState, data_fingerprint, restore_estimator_state
+from .state import STATE_FILE, TrainState, data_fingerprint, restore_estimator_state, \
+    same_data
 from .updates import SGD, Update
 
 __all__ = ["fit", "make_schedule", "DivergenceError", "DEFAULT_DIVERGENCE_LIMIT"]
@@ -173,7 +174,7 @@ def _resume_state(resume, model, estimator, generator, config, epochs) -> TrainS
         if key in ("epochs",):
             continue
         have = state.config.get(key)
-        if have is not None and have != want:
+        if have is not None and (not same_data(have, want) if key == "data" else have != want):
             raise ValueError(f"resume: the run was trained with {key}={have}, this call asks for "
                              f"{key}={want}")
     if epochs < state.epoch or (epochs == state.epoch and state.batch):
