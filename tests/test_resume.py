@@ -143,7 +143,7 @@ def test_resume_checks_the_run_it_continues(tmp_path):
         fit(model, data, estimator=estimator, update=SGD(0.5, 1e-3), epochs=3, batch_size=10,
             lr=0.1, resume=tmp_path)
     model, estimator, data = CASES["pcd"]()
-    with pytest.raises(ValueError, match="resume: the run was trained with data="):
+    with pytest.raises(ValueError, match=r"resume: the run was trained on other data \(130 x 12"):
         fit(model, data[:-1], estimator=estimator, update=SGD(0.5, 1e-3), epochs=3,
             batch_size=20, lr=0.1, resume=tmp_path)
     with pytest.raises(ValueError, match="belongs to a RBM"):

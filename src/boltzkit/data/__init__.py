@@ -18,12 +18,7 @@ from .preparation import BINARIZE_METHODS, Preparation
 from .transforms import as_tensor, binarize, standardize, to_spin
 
 __all__ = [
-    "Dataset",
-    "DataUnavailableError",
-    "DATASETS",
-    "read_idx",
-    "load_dataset",
-    "data_dir",
+    *loaders.__all__,
     "binarize",
     "standardize",
     "to_spin",

@@ -159,6 +159,10 @@ def _resume_state(resume, model, estimator, generator, config, epochs) -> TrainS
     """The state to continue from: a TrainState, or a state file or run folder to load."""
     if isinstance(resume, TrainState):
         state = resume
+        if not state.consistent:
+            raise ValueError("resume: this state was left in the middle of an update (an "
+                             "interrupt that could not wait for the batch to end); resume from "
+                             "its run folder's last checkpoint instead")
         if state.model is not model:
             with torch.no_grad():
                 model.load_state_dict(state.model.state_dict())
@@ -171,10 +175,14 @@ def _resume_state(resume, model, estimator, generator, config, epochs) -> TrainS
         state = TrainState.load(path, model, estimator)
     # the settings that make the run what it is must not change under it
     for key, want in config.items():
-        if key in ("epochs",):
-            continue
         have = state.config.get(key)
-        if have is not None and (not same_data(have, want) if key == "data" else have != want):
+        if have is None:
+            continue
+        if key == "data" and not same_data(have, want):
+            raise ValueError(f"resume: the run was trained on other data ({have[0]} x {have[1]}, "
+                             f"checksums {have[2]:.6g}, {have[3]:.6g}), this call gives "
+                             f"{want[0]} x {want[1]} (checksums {want[2]:.6g}, {want[3]:.6g})")
+        if key != "data" and have != want:
             raise ValueError(f"resume: the run was trained with {key}={have}, this call asks for "
                              f"{key}={want}")
     if epochs < state.epoch or (epochs == state.epoch and state.batch):
@@ -239,7 +247,7 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
     progress : bool
         Show a progress bar.
     divergence_limit : float
-        See the module docstring.
+        See the module docstring; ``math.inf`` keeps only the NaN/inf check.
     handle_signals : bool
         Defer Ctrl-C / SIGTERM to the next batch boundary (main thread only).
 
@@ -255,7 +263,10 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
     _positive_int(epochs, "epochs")
     _positive_int(batch_size, "batch_size")
     _finite_positive(lr, "lr")
-    limit = _finite_positive(divergence_limit, "divergence_limit")
+    limit = divergence_limit
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+        raise ValueError(f"divergence_limit: expected a number > 0 (math.inf: no runaway check), "
+                         f"got {divergence_limit!r}")
     if update is None:
         update = SGD()
     if not isinstance(update, Update):
