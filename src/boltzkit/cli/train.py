@@ -151,6 +151,12 @@ def _check(s: dict) -> None:
                              f"{s['visible_units']}")
     if s["rule"] == "sign" and s["model"] != "bm":
         raise ValueError("--rule sign: the 1985 sign rule is for --model bm")
+    # options of the other model are refused rather than ignored
+    other = (("hidden_units", "k") if s["model"] == "bm" else ("settle", "collect"))
+    for name in other:
+        if s[name] != TRAIN_DEFAULTS[name]:
+            raise ValueError(f"--{name.replace('_', '-')}: not an option of --model "
+                             f"{s['model']}")
 
 
 def _device(name: str) -> torch.device:
@@ -360,7 +366,8 @@ def train_command(args) -> int:
     figure = (f", reconstruction error {last['recon_error']:.4f} (a monitor, not the "
               f"objective)" if "recon_error" in last else
               f", exact log-likelihood {last['exact_loglik']:.4f}" if "exact_loglik" in last
-              else "")
+              else f", mean |data - model| pair statistics {last['mean_abs_difference']:.4f}"
+              if "mean_abs_difference" in last else "")
     print(f"done: {state.epoch} epochs in {state.seconds:.1f} s{figure}; wrote {folder}/"
           f"model.safetensors, train_state.safetensors, metrics.json, pictures")
     return 0

@@ -12,8 +12,8 @@ statistics.
   :class:`Progress`, monitors.
 """
 
-from .callbacks import Callback, Checkpoint, ExactLikelihoodMonitor, Progress, \
-    ReconstructionMonitor, reconstruction_error
+from .callbacks import Callback, Checkpoint, ExactLikelihoodMonitor, PhaseDifferenceMonitor, \
+    Progress, ReconstructionMonitor, reconstruction_error
 from .estimators import CD, PCD, Estimator, ExactGradient, Statistics, TwoPhase, \
     statistics_gradient
 from .loop import DivergenceError, fit, make_schedule
@@ -23,4 +23,4 @@ from .updates import SGD, SignStep, Update
 __all__ = ["fit", "make_schedule", "DivergenceError", "TrainState", "Estimator", "CD", "PCD",
            "TwoPhase", "ExactGradient", "Statistics", "statistics_gradient", "Update", "SGD",
            "SignStep", "Callback", "Checkpoint", "Progress", "ReconstructionMonitor",
-           "ExactLikelihoodMonitor", "reconstruction_error"]
+           "ExactLikelihoodMonitor", "PhaseDifferenceMonitor", "reconstruction_error"]

@@ -13,7 +13,9 @@ diverged). Setting ``state.stop = True`` ends training after the current epoch.
   cheap figure people expect; it is not the objective CD or PCD optimise and is a poor guide to
   the likelihood, Hinton's practical guide section 5);
 - :class:`ExactLikelihoodMonitor`: the exact mean log-likelihood, for models small enough to
-  enumerate.
+  enumerate;
+- :class:`PhaseDifferenceMonitor`: for Boltzmann machines, how far apart the two phases'
+  statistics are (what the two-phase rule drives towards zero).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import torch
 from .state import STATE_FILE
 
 __all__ = ["Callback", "Checkpoint", "Progress", "ReconstructionMonitor",
-           "ExactLikelihoodMonitor", "reconstruction_error", "MODEL_FILE", "STATE_FILE"]
+           "ExactLikelihoodMonitor", "PhaseDifferenceMonitor", "reconstruction_error",
+           "MODEL_FILE", "STATE_FILE"]
 
 MODEL_FILE = "model.safetensors"
 
@@ -119,7 +122,7 @@ class Progress(Callback):
     """A tqdm bar over the run's batches: epoch, the last epoch's figures, elapsed and remaining
     time (resumed runs start where they stand)."""
 
-    def __init__(self, keys=("recon_error", "exact_loglik")):
+    def __init__(self, keys=("recon_error", "exact_loglik", "mean_abs_difference")):
         self.keys, self.bar = keys, None
 
     def on_fit_start(self, state):
@@ -196,14 +199,37 @@ class ExactLikelihoodMonitor(Callback):
         state.history[-1]["exact_loglik"] = ll if math.isfinite(ll) else float("nan")
 
 
+class PhaseDifferenceMonitor(Callback):
+    """Adds ``mean_abs_difference`` to every epoch's history entry: the mean over the epoch's
+    updates and over connected pairs of |<s_i s_j>_data - <s_i s_j>_model|, read from the
+    Boltzmann machine's weight gradient (which is that difference over the temperature)."""
+
+    def __init__(self):
+        self.total, self.count = 0.0, 0
+
+    def on_batch_end(self, state):
+        g = state.grads
+        if g is not None and "weight" in g:
+            m = state.model
+            pairs = max(float(m.mask.sum()), 1.0) * (g["weight"].numel() // m.mask.numel())
+            self.total += float(g["weight"].abs().sum()) / pairs * m.temperature
+            self.count += 1
+
+    def on_epoch_end(self, state):
+        if self.count:
+            state.history[-1]["mean_abs_difference"] = self.total / self.count
+        self.total, self.count = 0.0, 0
+
+
 def default_monitors(model, data: torch.Tensor) -> list:
-    """The monitors :func:`fit` adds when none are given: the exact log-likelihood for
-    Boltzmann machines of at most 16 units, reconstruction error for RBMs."""
+    """The monitors :func:`fit` adds when none are given: for Boltzmann machines the phases'
+    difference and, with at most 16 units, the exact log-likelihood; reconstruction error for
+    RBMs."""
     from ..models import BoltzmannMachine
 
     if isinstance(model, BoltzmannMachine):
-        return [ExactLikelihoodMonitor(data)] if model.n_units <= 16 and \
-            model.weight.dim() == 2 else []
+        small = model.n_units <= 16 and model.weight.dim() == 2
+        return [PhaseDifferenceMonitor()] + ([ExactLikelihoodMonitor(data)] if small else [])
     if hasattr(model, "reconstruct"):
         return [ReconstructionMonitor(data)]
     return []

@@ -234,7 +234,8 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
         generator and the position within the epoch are restored, and the run ends
         bit-identical (on the CPU) to the same run done without a break. The estimator, update
         rule, batch size, learning rate, schedule and data must be those of the run (checked);
-        ``epochs`` may be larger than the run's, to train further.
+        ``epochs`` may be larger than the run's, to train further (a schedule other than
+        "constant" then stretches over the new total from where the run stands).
     reduce : callable(gradient dict) -> gradient dict, optional
         Applied to every gradient before the update (the seam for data-parallel training: sum
         the statistics over processes). Declines the fused dense path.
@@ -284,6 +285,7 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
               "lr_schedule": _schedule_name(lr_schedule), "n_batches": n_batches,
               "data": data_fingerprint(data), "model": type(model).__name__}
     params = dict(model.named_parameters())
+    constrain = getattr(model, "constrain_", None)
     with torch.no_grad():
         if resume is not None:
             state = _resume_state(resume, model, estimator, generator, config, epochs)
@@ -294,7 +296,6 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                 generator.manual_seed(0)
             if init_visible_bias:
                 model.init_visible_bias(data)
-            constrain = getattr(model, "constrain_", None)
             if constrain is not None:
                 constrain()
             state = TrainState(model=model, generator=generator, epochs=epochs, config=config,
@@ -302,7 +303,6 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
             state.estimator_state = estimator.init_state(model, data, generator)
             state.update_state = update.init_state(params)
     fused = update.fused(estimator, model) if reduce is None else None
-    constrain = getattr(model, "constrain_", None)
     cbs = list(default_monitors(model, data) if monitors is None else monitors)
     cbs += list(callbacks)
     if progress:
@@ -337,6 +337,7 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                         if reduce is not None:
                             grads = reduce(grads)
                         update.step(params, grads, step_lr, state.update_state)
+                        state.grads = grads
                     if constrain is not None:
                         constrain()
                     state.batch, state.step, state.lr = b + 1, state.step + 1, step_lr

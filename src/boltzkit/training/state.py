@@ -60,6 +60,9 @@ class TrainState:
         Training time so far (monitors and callbacks excluded).
     lr : float
         The learning rate of the last update.
+    grads : dict of tensors or None
+        The last update's loss gradient, for callbacks that watch it (``None`` on the fused
+        dense path, which never builds it; not saved).
     start_scale : dict
         Each parameter's largest magnitude when the run began (the divergence check measures
         growth from it).
@@ -91,6 +94,7 @@ class TrainState:
     update_state: dict = field(default_factory=dict)
     seconds: float = 0.0
     lr: float = math.nan
+    grads: Optional[dict] = None
     config: dict = field(default_factory=dict)
     start_scale: dict = field(default_factory=dict)
     stop: bool = False
@@ -139,11 +143,11 @@ class TrainState:
                                     "step": self.step, "epochs": self.epochs,
                                     "seconds": self.seconds, "lr": self.lr,
                                     "start_scale": self.start_scale}),
-            "history": json.dumps(self.history),
-            "config": json.dumps(self.config),
+            "history": json.dumps(self.history, default=_plain),
+            "config": json.dumps(self.config, default=_plain),
             "estimator_state": json.dumps(est_meta),
             "generator_device": str(self.generator.device),
-            "extra": json.dumps(metadata or {}),
+            "extra": json.dumps(metadata or {}, default=_plain),
         }
         path = Path(path)
         with atomic_write(path) as tmp:
@@ -180,6 +184,14 @@ class TrainState:
             raise ValueError(f"training state: {path} is not a readable safetensors file "
                              f"({err})") from None
         return _decode(path, meta)
+
+
+def _plain(value):
+    """JSON for what callbacks may leave in the history: numbers held as tensors or NumPy
+    scalars become floats (or lists), anything else its text."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
 
 
 def _exists(path: Path) -> None:
