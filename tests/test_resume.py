@@ -257,3 +257,46 @@ def test_killed_command_resumes_bit_identically(method, mode, when, cli_data, cl
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
     history = json.loads((run / "metrics.json").read_text())["epochs"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_a_model_with_its_own_parameters_needs_nothing_new_from_the_driver(tmp_path):
+    """A unit family that owns parameters (a learned per-unit cost): an estimator that returns
+    their gradients by name trains them through the same driver, update rule (momentum
+    buffers for them too), state file and resume."""
+    from boltzkit.training import statistics_gradient
+    from boltzkit.units import register_units, unregister_units
+
+    from .test_rbm import CostlyBernoulli
+
+    class CostCD(CD):
+        dense_statistics = False  # its gradient has more than the dense RBM's three names
+
+        def __call__(self, model, v, state=None, generator=None):
+            stats, state = self.statistics(model, v, state, generator)
+            grads = statistics_gradient(*stats)
+            # base(s) = cost·s enters the energy with a plus sign: d(-log p)/d cost is
+            # E_data[s] - E_model[s]
+            grads["visible_cost"] = stats.v_pos.mean(0) - stats.v_neg.mean(0)
+            grads["hidden_cost"] = stats.h_pos.mean(0) - stats.h_neg.mean(0)
+            return grads, state
+
+    def run(callbacks=(), resume=None):
+        model = RBM(12, 6, CostlyBernoulli(), CostlyBernoulli(), generator=gen(0))
+        data = binary(130, 12, 1)
+        state = fit(model, data, estimator=CostCD(1), update=SGD(0.5), epochs=3,
+                    batch_size=20, lr=0.1, generator=gen(2), callbacks=list(callbacks),
+                    resume=resume)
+        return model, state
+
+    register_units("costly_bernoulli", CostlyBernoulli)
+    try:
+        ref, ref_state = run()
+        assert {"visible_cost", "hidden_cost"} <= set(ref_state.update_state)
+        assert ref.visible_cost.abs().max() > 1e-3 and ref.hidden_cost.abs().max() > 1e-3
+        _, stopped = run([Checkpoint(tmp_path), SendSignal(signal.SIGINT, 10)])
+        assert stopped.interrupted and stopped.batch > 0
+        model, _ = run([Checkpoint(tmp_path)], resume=tmp_path)
+        assert_same(tensors(model), tensors(ref))
+        assert_same(load_file(tmp_path / "model.safetensors"), tensors(ref))
+    finally:
+        unregister_units("costly_bernoulli")
