@@ -34,7 +34,7 @@ class atomic_write:
     >>> with atomic_write("out.png") as tmp:
     ...     fig.savefig(tmp)
 
-    The temporary file is named ``.NAME.PID.XXXXXXXX.tmpSUFFIX``. A process killed in the middle
+    The temporary file is named ``.NAME.PID.RANDOM.tmpSUFFIX``. A process killed in the middle
     of a write (SIGKILL, power loss) cannot remove its own; the next write to the same target
     removes those whose process is gone, so none lingers.
     """

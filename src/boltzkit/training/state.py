@@ -104,11 +104,6 @@ class TrainState:
     diverged: bool = False
 
     @property
-    def chains(self):
-        """The estimator's state (an alias: the persistent chains, for CD ``None``)."""
-        return self.estimator_state
-
-    @property
     def finished(self) -> bool:
         """True when every planned epoch has been trained."""
         return self.epoch >= self.epochs and self.batch == 0
