@@ -83,15 +83,15 @@ def test_an_unwritable_folder_is_refused_before_training(tmp_path, capsys, monke
     blocker = tmp_path / "file"
     blocker.write_text("in the way")
     assert train(blocker / "run") == 2
-    one_error_line(capsys, f"--out: cannot write the run folder {blocker / 'run'}")
+    one_error_line(capsys, f"--out: cannot write the folder {blocker / 'run'}")
     assert capsys.readouterr().out == ""  # nothing was trained
     # a full disk, as the folder's free space says
-    import boltzkit.cli.train as cli_train
+    import boltzkit.cli.checks as checks
 
-    monkeypatch.setattr(cli_train.shutil, "disk_usage",
+    monkeypatch.setattr(checks.shutil, "disk_usage",
                         lambda p: type("Usage", (), {"free": 1000})())
     assert train(tmp_path / "full") == 2
-    one_error_line(capsys, "MiB free, the run's files need about")
+    one_error_line(capsys, "has 1000 B free, the files need about")
     assert not (tmp_path / "full" / "model.safetensors").exists()
 
 
@@ -102,7 +102,7 @@ def test_a_read_only_folder_is_refused_before_training(tmp_path, capsys):
     ro.chmod(0o500)
     try:
         assert train(ro / "run") == 2
-        one_error_line(capsys, "--out: cannot write the run folder")
+        one_error_line(capsys, "--out: cannot write the folder")
     finally:
         ro.chmod(0o700)
 

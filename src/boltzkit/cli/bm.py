@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import checks
+
 __all__ = ["register"]
 
 
@@ -70,10 +72,22 @@ def _ints(text: str, name: str) -> list:
 
 
 def _encoder(args) -> int:
-    from ..experiments.encoder import run_encoder
+    from ..experiments.encoder import parse_spec, run_encoder
 
+    checks.seed(args.seed)
+    device = checks.device(args.device)
+    if args.plot:
+        checks.output_file(args.plot, "--plot", (".png",))
+    n, m = parse_spec(args.spec)
+    if args.runs < 1:
+        raise ValueError(f"--runs: expected a positive integer, got {args.runs}")
+    # per run: weights, mask, statistics and updates of (2n+m)^2 floats, and the test's
+    # enumeration of (V2, H) completions for every pattern (n 2^(n+m) states, chunked)
+    units = 2 * n + m
+    checks.memory(4 * args.runs * (8 * units * units + 64 * units),
+                  f"encoder {args.spec} with --runs {args.runs}: the machines", device)
     res = run_encoder(args.spec, runs=args.runs, method=args.method,
-                      max_cycles=args.max_cycles, seed=args.seed, device=args.device)
+                      max_cycles=args.max_cycles, seed=args.seed, device=device)
     if args.plot:
         _plot_cycles(res, args.plot)
     if args.json:
@@ -131,7 +145,9 @@ def _mnist(args) -> int:
     settle = _ints(args.settle, "settle")
     if len(settle) != 3 or min(settle) < 0:
         raise ValueError(f"settle: expected three sweep counts >= 0, got {args.settle!r}")
-    out = args.out or f"runs/bm-mnist-{time.strftime('%Y%m%d-%H%M%S')}"
+    checks.seed(args.seed)
+    out = checks.output_folder(args.out or f"runs/bm-mnist-{time.strftime('%Y%m%d-%H%M%S')}",
+                               "--out")
     metrics = run_mnist_experiment(
         out, classes=_ints(args.classes, "classes"), per_class=args.per_class,
         n_hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -7,6 +7,8 @@ import json
 
 import torch
 
+from . import checks
+
 __all__ = ["register"]
 
 NAMED = ("digits", "mnist", "binarized-mnist")
@@ -82,9 +84,8 @@ def evaluate_command(args) -> int:
         raise ValueError(f"--chains: expected an integer >= 2, got {args.chains}")
     if args.betas is not None and args.betas < 1:
         raise ValueError(f"--betas: expected a positive number of steps, got {args.betas}")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device: {args.device} asked for, but this PyTorch has no CUDA device")
+    checks.seed(args.seed)
+    device = checks.device(args.device)
     meta = read_metadata(args.model)
     if meta["model"] != "RBM":
         raise ValueError(f"model: 'boltzkit evaluate' evaluates RBMs, {args.model} holds a "

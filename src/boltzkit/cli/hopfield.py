@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from . import checks
+
 __all__ = ["register"]
 
 RULE_NAMES = ("hebbian", "storkey", "pseudoinverse")
@@ -136,7 +138,11 @@ def _capacity(args) -> int:
     _positive(args.trials, "--trials")
     if args.n < 2:
         raise ValueError(f"--n: expected at least 2 units, got {args.n}")
-    out = Path(args.out)
+    checks.seed(args.seed)
+    # a network's weights and the trials' states, a few copies each
+    checks.memory(4 * 4 * (args.n * args.n + args.trials * args.n * args.n),
+                  f"--n {args.n}: the networks")
+    out = checks.output_folder(args.out, "--out")
     if not args.json:
         print(f"Hopfield capacity: N = {args.n}, {args.trials} networks per load, seed "
               f"{args.seed}, recall = final overlap >= {args.threshold:g}"
@@ -183,6 +189,9 @@ def _digit_patterns(dataset: str, k: int):
     if split is None:
         raise ValueError(f"--dataset: expected 'mnist' or 'digits', got {dataset!r}")
     ds = load_dataset(dataset, split)
+    if k > ds.data.shape[0]:
+        raise ValueError(f"--n-patterns: {dataset} ({split}) has {ds.data.shape[0]} images, got "
+                         f"{k}")
     picked, seen = [], {}
     for label in range(10):
         seen[label] = (ds.labels == label).nonzero().squeeze(1).tolist()
@@ -205,6 +214,8 @@ def _recall(args) -> int:
 
     rules = _rules(args)
     _positive(args.n_patterns, "--n-patterns")
+    checks.seed(args.seed)
+    checks.output_file(args.out, "--out", (".png",))
     xi, shape = _digit_patterns(args.dataset, args.n_patterns)
     gen = torch.Generator().manual_seed(args.seed)
     noisy = corrupt(xi, args.noise, gen)
@@ -245,6 +256,9 @@ def _spurious(args) -> int:
     _positive(args.starts, "--starts")
     if args.n < 2:
         raise ValueError(f"--n: expected at least 2 units, got {args.n}")
+    checks.seed(args.seed)
+    checks.memory(4 * 4 * (args.n * args.n + (args.starts + args.n_patterns) * args.n),
+                  f"--n {args.n}: the network and its starts")
     patterns = random_patterns(args.n_patterns, args.n,
                                torch.Generator().manual_seed(args.seed))
     report = {"n_units": args.n, "n_patterns": args.n_patterns, "n_starts": args.starts,

@@ -4,9 +4,10 @@ in :mod:`boltzkit.cli.train`)."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
+
+from . import checks
 
 __all__ = ["register", "draw_samples", "image_shape"]
 
@@ -66,14 +67,19 @@ def sample_command(args) -> int:
     _positive("n", args.n)
     if args.steps < 0:
         raise ValueError(f"--steps: expected a non-negative integer, got {args.steps}")
-    out = Path(args.out)
-    if out.suffix not in (".npy", ".png"):
-        raise ValueError(f"--out: expected a file ending in .npy or .png, got {args.out}")
+    checks.seed(args.seed)
+    device = checks.device(args.device)
+    out = checks.output_file(args.out, "--out", (".npy", ".png"))
     meta = read_metadata(args.model)
-    model = load(args.model, device=args.device)
     if meta["model"] != "RBM":
         raise ValueError(f"model: 'boltzkit sample' draws from RBMs, {args.model} holds a "
                          f"{meta['model']}")
+    cfg = meta["config"] if isinstance(meta["config"], dict) else {}
+    width = sum(v for v in (cfg.get("n_visible"), cfg.get("n_hidden"))
+                if isinstance(v, int) and not isinstance(v, bool))
+    # the chains (visible, hidden, means, uniforms) and, for a picture, a grid of the samples
+    checks.memory(6 * 4 * args.n * width, f"--n {args.n}: the samples", device)
+    model = load(args.model, device=device)
     gen = torch.Generator(device=model.weight.device).manual_seed(args.seed)
     v, v_mean = draw_samples(model, args.n, args.steps, gen)
     result = (v_mean if args.mean else v).cpu()

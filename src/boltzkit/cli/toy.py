@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import checks
+
 __all__ = ["register"]
 
 
@@ -49,6 +51,7 @@ def _fmt_state(s) -> str:
 def _toy(args) -> int:
     from ..experiments.toy import run_all
 
+    checks.seed(args.seed)
     runs = run_all(epochs=args.epochs, lr=args.lr, seed=args.seed, n_chains=args.chains,
                    weights=args.weights)
     if args.json:

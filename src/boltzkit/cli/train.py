@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 
 from ..training import Callback
 from ..units import UNIT_NAMES
+from . import checks
 
 __all__ = ["register", "TRAIN_DEFAULTS", "RUN_FILE"]
 
@@ -139,8 +139,7 @@ def _check(s: dict) -> None:
             raise ValueError(f"--{name.replace('_', '-')}: expected a finite number >= 0, got {v}")
     if not s["momentum"] < 1:
         raise ValueError(f"--momentum: expected a value in [0, 1), got {s['momentum']}")
-    if not isinstance(s["seed"], int) or not 0 <= s["seed"] < 2 ** 63:
-        raise ValueError(f"--seed: expected an integer in [0, 2^63), got {s['seed']}")
+    checks.seed(s["seed"])
     if s["model"] == "rbm" and s["method"] not in ("cd", "pcd"):
         raise ValueError(f"--method: an rbm trains with cd or pcd, got {s['method']}")
     if s["model"] == "bm":
@@ -159,23 +158,6 @@ def _check(s: dict) -> None:
                              f"{s['model']}")
 
 
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {name!r} ({err})") \
-            from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {name!r}")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device: {name} asked for, but this PyTorch has no CUDA device")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device: {name} asked for, this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
 # -- the run folder --------------------------------------------------------------------------
 def _default_folder(s: dict) -> Path:
     name = Path(s["data"]).stem if s["data"] not in ("digits", "mnist", "binarized-mnist") \
@@ -186,25 +168,6 @@ def _default_folder(s: dict) -> Path:
 def _holds_run(folder: Path) -> bool:
     return any((folder / f).exists() for f in (RUN_FILE, "model.safetensors",
                                                "train_state.safetensors"))
-
-
-def _prepare_folder(folder: Path, need_bytes: int) -> None:
-    """Create ``folder`` and check that the run's files can be written there (permissions, a
-    file in the way, free space): one line naming ``--out`` otherwise."""
-    from ..io import atomic_write
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_write(folder / ".write-check") as tmp:
-            tmp.write_bytes(b"")
-        (folder / ".write-check").unlink()
-    except OSError as err:
-        raise ValueError(f"--out: cannot write the run folder {folder} "
-                         f"({err.strerror or err})") from None
-    free = shutil.disk_usage(folder).free
-    if free < need_bytes:
-        raise ValueError(f"--out: {folder} has {free / 2 ** 20:.1f} MiB free, the run's files "
-                         f"need about {need_bytes / 2 ** 20:.1f} MiB")
 
 
 def _write_json(path: Path, obj) -> None:
@@ -257,6 +220,11 @@ def _build(s: dict, device: torch.device):
     gen = torch.Generator().manual_seed(s["seed"])
     prep = Preparation.fit(ds.data, s["visible_units"], s["binarize"], name="--data")
     x = prep.transform(ds.data, gen, name="--data")
+    n = x.shape[1] + s["hidden"]
+    # parameters, momentum, gradient, two file copies; a bm's weights are (n, n)
+    weights = n * n if s["model"] == "bm" else x.shape[1] * s["hidden"]
+    checks.memory(5 * 4 * weights + 4 * x.numel(), f"--hidden {s['hidden']}: the model's tensors",
+                  device)
     if s["model"] == "bm":
         model = BoltzmannMachine(x.shape[1], s["hidden"], s["visible_units"], init_std=0.01,
                                  generator=gen)
@@ -304,7 +272,7 @@ def train_command(args) -> int:
         s = _resolve(given)
         folder = Path(args.out) if args.out else _default_folder(s)
     _check(s)
-    device = _device(s["device"])
+    device = checks.device(s["device"])
     option = "--resume" if args.resume is not None else "--out"
     with contextlib.ExitStack() as held:
         # a folder that exists is locked first: a live run there is named as such, before any
@@ -315,10 +283,12 @@ def train_command(args) -> int:
         if args.resume is None and _holds_run(folder) and not args.overwrite:
             raise ValueError(f"--out: {folder} holds a run already; continue it with --resume "
                              f"{folder}, or start over with --overwrite")
+        checks.output_folder(folder, option)
         ds, prep, x, model, estimator, update, gen = _build(s, device)
-        _prepare_folder(folder, _need_bytes(model, s["chains"] or 100))
+        folder.mkdir(parents=True, exist_ok=True)
         if not locked:
             held.enter_context(FolderLock(folder, what=option))
+        checks.free_space(folder, _need_bytes(model, s["chains"] or 100), option)
         state_file = folder / "train_state.safetensors"
         resume = None
         if args.resume is not None:

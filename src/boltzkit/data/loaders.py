@@ -429,15 +429,32 @@ def _square_shape(n_features: int) -> Optional[tuple]:
     return (s, s) if s >= 2 and s * s == n_features else None
 
 
+def _is_header(line: str) -> bool:
+    """A first line is a header when one of its fields is text (not a number and not empty): a
+    row with an empty field is a data row with a missing value, reported, never dropped."""
+    for field in line.split(","):
+        field = field.strip()
+        if field:
+            try:
+                float(field)
+            except ValueError:
+                return True
+    return False
+
+
 def _read_csv(path: Path) -> np.ndarray:
-    with open(path, "r", encoding="utf-8") as f:
-        lines = [ln for ln in f.read().splitlines() if ln.strip()]
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # numbers are ASCII in every encoding; a header in Latin-1 (or any 8-bit code page)
+        # decodes as some text and is skipped all the same
+        text = raw.decode("latin-1")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise ValueError(f"data file: {path} is empty")
-    try:
-        [float(v) for v in lines[0].split(",")]
-    except ValueError:
-        lines = lines[1:]  # a non-numeric first line is a header
+    if _is_header(lines[0]):
+        lines = lines[1:]
     if not lines:
         raise ValueError(f"data file: {path} holds a header and no data rows")
     try:
@@ -447,18 +464,34 @@ def _read_csv(path: Path) -> np.ndarray:
             from None
 
 
+def _read_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"PK"):
+        raise ValueError(f"data file: {path} is a .npz (zip) archive, not a .npy array; save "
+                         f"one array with numpy.save")
+    if magic != b"\x93NUMPY":
+        raise ValueError(f"data file: {path} is not a .npy file (it does not start with "
+                         f"NumPy's header)")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise ValueError(f"data file: {path} holds Python objects (an object array), "
+                             f"which boltzkit never unpickles; save a numeric array") from None
+        raise ValueError(f"data file: {path} is not a readable .npy array ({err})") from None
+    except (OSError, EOFError) as err:
+        raise ValueError(f"data file: {path} is truncated or unreadable ({err})") from None
+    if not arr.dtype.isnative:  # big-endian (or little-endian elsewhere): the machine's order
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
 def _load_file(spec: str) -> Dataset:
     path = Path(spec).expanduser()
     if not path.is_file():
         raise ValueError(f"data file: {path} does not exist")
-    if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise ValueError(f"data file: {path} is not a readable .npy array without pickled "
-                             f"objects ({err})") from None
-    else:
-        arr = _read_csv(path)
+    arr = _read_npy(path) if path.suffix.lower() == ".npy" else _read_csv(path)
     if arr.ndim != 2:
         raise ValueError(f"data file: {path}: expected a 2-D array (n_samples, n_features), got "
                          f"{arr.ndim}-D shape {arr.shape}")
