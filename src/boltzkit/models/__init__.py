@@ -2,7 +2,10 @@
 
 ``MODEL_CLASSES`` maps the name stored in a model file to its class; every model class has
 ``config() -> dict`` and ``from_config(dict)`` so that :func:`boltzkit.save` / :func:`boltzkit.load`
-can round-trip it without pickle.
+can round-trip it without pickle, and, so that a corrupt or hostile file is refused before it
+costs anything, ``tensor_shapes(config)`` (the shapes a configuration implies, checked against
+the file's header before the model is built) and ``check_tensors(state_dict)`` (the structure
+a file can break, such as symmetric weights; ``validate()`` runs it on a model in memory).
 """
 
 from .boltzmann import BoltzmannMachine

@@ -38,6 +38,8 @@ import torch
 from torch import nn
 
 from ..units import Units, get_units
+from ._validation import check_symmetric, check_values, config_bool, config_int, config_keys, \
+    config_positive_number, config_spec, first_bad
 
 __all__ = ["BoltzmannMachine", "BINARY_UNITS"]
 
@@ -164,15 +166,68 @@ class BoltzmannMachine(nn.Module):
                 "temperature": self.temperature,
                 **({} if self.n_machines is None else {"n_machines": self.n_machines})}
 
+    _CONFIG_KEYS = ("n_visible", "n_hidden", "units", "visible_visible", "hidden_hidden",
+                    "visible_hidden", "temperature", "n_machines")
+
+    @classmethod
+    def _config_args(cls, config: dict) -> dict:
+        """The constructor's arguments from a configuration, checked strictly (see
+        :mod:`boltzkit.models._validation`); nothing is allocated."""
+        config_keys(config, cls._CONFIG_KEYS, "BoltzmannMachine")
+        args = {"n_visible": config_int(config, "n_visible", 1),
+                "n_hidden": config_int(config, "n_hidden", 0),
+                "units": config_spec(config, "units", "bernoulli"),
+                "visible_visible": config_bool(config, "visible_visible", True),
+                "hidden_hidden": config_bool(config, "hidden_hidden", True),
+                "visible_hidden": config_bool(config, "visible_hidden", True),
+                "temperature": config_positive_number(config, "temperature", 1.0),
+                "n_machines": config_int(config, "n_machines", 1, None)}
+        if get_units(args["units"]).name not in BINARY_UNITS:
+            raise ValueError(f"config['units']: a BoltzmannMachine takes binary units, expected "
+                             f"one of {BINARY_UNITS}, got {args['units']!r}")
+        return args
+
     @classmethod
     def from_config(cls, config: dict, **kwargs) -> "BoltzmannMachine":
-        return cls(int(config["n_visible"]), int(config["n_hidden"]),
-                   units=config.get("units", "bernoulli"),
-                   visible_visible=bool(config.get("visible_visible", True)),
-                   hidden_hidden=bool(config.get("hidden_hidden", True)),
-                   visible_hidden=bool(config.get("visible_hidden", True)),
-                   temperature=float(config.get("temperature", 1.0)),
-                   n_machines=config.get("n_machines"), **kwargs)
+        """The machine a configuration (what :meth:`config` gave) describes. Raises
+        ``ValueError`` naming the key for a configuration that is not one (a float or a boolean
+        for a size, a number for a flag, non-binary units, an unknown key)."""
+        return cls(**cls._config_args(config), **kwargs)
+
+    @classmethod
+    def tensor_shapes(cls, config: dict) -> dict:
+        """``{name: shape}`` of the tensors (parameters and the ``mask`` buffer) a machine of
+        ``config`` holds, from the configuration alone (nothing is allocated;
+        :func:`boltzkit.load` compares a file's tensors with them before it builds the model)."""
+        a = cls._config_args(config)
+        n = a["n_visible"] + a["n_hidden"]
+        lead = () if a["n_machines"] is None else (a["n_machines"],)
+        return {"weight": (*lead, n, n), "bias": (*lead, n), "mask": (n, n)}
+
+    @staticmethod
+    def check_tensors(tensors: dict) -> None:
+        """Raise ``ValueError`` naming the tensor if a state dict (of shapes that fit) breaks a
+        machine's structure: ``mask`` must hold only 0 and 1, symmetric, with a zero diagonal;
+        ``weight`` (every machine of a stack) must be symmetric with a zero diagonal, and zero
+        wherever the mask is 0."""
+        mask, weight = tensors["mask"], tensors["weight"]
+        check_values(mask, "mask", (0.0, 1.0), "values 0 and 1 (1 where two units connect)")
+        if not torch.equal(mask, mask.t()):
+            raise ValueError("tensor 'mask': expected a symmetric matrix (connections are "
+                             "undirected), got an asymmetric one")
+        if bool((torch.diagonal(mask) != 0).any()):
+            raise ValueError("tensor 'mask': expected a zero diagonal (no unit connects to "
+                             "itself)")
+        check_symmetric(weight, "weight")
+        off = (weight != 0) & (mask == 0).to(weight.device)
+        if bool(off.any()):
+            raise ValueError(f"tensor 'weight': expected zero where the mask has no "
+                             f"connection, found {first_bad(weight, off)}")
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the tensor if the weights or the mask break the
+        machine's structure (see :meth:`check_tensors`)."""
+        self.check_tensors(self.state_dict())
 
     def extra_repr(self) -> str:
         groups = "custom" if self.custom_connectivity else ", ".join(

@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from .._threads import torch_threads
+from ._validation import check_symmetric, check_values, config_choice, config_int, config_keys
 
 __all__ = ["Hopfield", "as_spins", "RULES"]
 
@@ -148,13 +149,45 @@ class Hopfield(nn.Module):
         return {"n_units": self.n_units, "rule": self.rule, "n_patterns": self.n_patterns}
 
     @classmethod
+    def _config_args(cls, config: dict) -> dict:
+        """The configuration's settings, checked strictly (see
+        :mod:`boltzkit.models._validation`); nothing is allocated."""
+        config_keys(config, ("n_units", "rule", "n_patterns"), "Hopfield")
+        return {"n_units": config_int(config, "n_units", 1),
+                "rule": config_choice(config, "rule", RULES, "hebbian"),
+                "n_patterns": config_int(config, "n_patterns", 0, 0)}
+
+    @classmethod
     def from_config(cls, config: dict, **kwargs) -> "Hopfield":
-        model = cls(int(config["n_units"]), rule=config.get("rule", "hebbian"), **kwargs)
-        p = int(config.get("n_patterns", 0))
-        if p < 0:
-            raise ValueError(f"n_patterns: expected a non-negative integer, got {p}")
-        model.patterns = model.patterns.new_zeros(p, model.n_units)
+        """The network a configuration (what :meth:`config` gave) describes, with room for its
+        ``n_patterns`` patterns. Raises ``ValueError`` naming the key for a configuration that
+        is not one (a float or a boolean for a size, an unknown rule or key)."""
+        a = cls._config_args(config)
+        model = cls(a["n_units"], rule=a["rule"], **kwargs)
+        model.patterns = model.patterns.new_zeros(a["n_patterns"], model.n_units)
         return model
+
+    @classmethod
+    def tensor_shapes(cls, config: dict) -> dict:
+        """``{name: shape}`` of the buffers a network of ``config`` holds, from the
+        configuration alone (nothing is allocated; :func:`boltzkit.load` compares a file's
+        tensors with them before it builds the model)."""
+        a = cls._config_args(config)
+        n = a["n_units"]
+        return {"weight": (n, n), "bias": (n,), "patterns": (a["n_patterns"], n)}
+
+    @staticmethod
+    def check_tensors(tensors: dict) -> None:
+        """Raise ``ValueError`` naming the tensor if a state dict (of shapes that fit) breaks
+        the network's structure: ``weight`` symmetric with a zero diagonal (what makes recall
+        descend the energy to a fixed point), ``patterns`` all ±1."""
+        check_symmetric(tensors["weight"], "weight")
+        check_values(tensors["patterns"], "patterns", (-1.0, 1.0), "±1 values")
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the tensor if the buffers break the network's structure
+        (see :meth:`check_tensors`)."""
+        self.check_tensors(self.state_dict())
 
     def extra_repr(self) -> str:
         return f"n_units={self.n_units}, rule={self.rule!r}, n_patterns={self.n_patterns}"

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..units import Beta, Units, get_units, row_beta
+from ._validation import config_int, config_keys, config_spec
 
 __all__ = ["RBM"]
 
@@ -130,10 +131,45 @@ class RBM(nn.Module):
                 "visible": self.visible.spec(), "hidden": self.hidden.spec()}
 
     @classmethod
+    def _config_args(cls, config: dict) -> dict:
+        """The constructor's arguments from a configuration, checked strictly (see
+        :mod:`boltzkit.models._validation`); nothing is allocated."""
+        config_keys(config, ("n_visible", "n_hidden", "visible", "hidden"), "RBM")
+        args = {"n_visible": config_int(config, "n_visible", 1),
+                "n_hidden": config_int(config, "n_hidden", 1),
+                "visible": config_spec(config, "visible", "bernoulli"),
+                "hidden": config_spec(config, "hidden", "bernoulli")}
+        for layer in ("visible", "hidden"):
+            get_units(args[layer]).check_size(args["n_" + layer], f"config['n_{layer}']")
+        return args
+
+    @classmethod
     def from_config(cls, config: dict, **kwargs) -> "RBM":
-        return cls(int(config["n_visible"]), int(config["n_hidden"]),
-                   visible=config.get("visible", "bernoulli"),
-                   hidden=config.get("hidden", "bernoulli"), **kwargs)
+        """The model a configuration (what :meth:`config` gave) describes. Raises
+        ``ValueError`` naming the key for a configuration that is not one (a float or a boolean
+        for a size, an unknown unit family or key)."""
+        return cls(**cls._config_args(config), **kwargs)
+
+    @classmethod
+    def tensor_shapes(cls, config: dict) -> dict:
+        """``{name: shape}`` of the tensors a model of ``config`` holds, from the configuration
+        alone (nothing is allocated; :func:`boltzkit.load` compares a file's tensors with them
+        before it builds the model). The parameters a unit family owns are not included: their
+        shapes are the family's to say."""
+        a = cls._config_args(config)
+        return {"weight": (a["n_visible"], a["n_hidden"]), "visible_bias": (a["n_visible"],),
+                "hidden_bias": (a["n_hidden"],)}
+
+    @staticmethod
+    def check_tensors(tensors: dict) -> None:
+        """Structural check of a state dict whose shapes fit the model: an RBM's parameters may
+        take any finite values (which :func:`boltzkit.load` checks), so there is nothing more to
+        check."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the tensor if the parameters break the model's structure
+        (see :meth:`check_tensors`)."""
+        self.check_tensors(self.state_dict())
 
     def extra_repr(self) -> str:
         return (f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, "

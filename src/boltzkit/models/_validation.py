@@ -1,0 +1,131 @@
+"""Checks shared by the model classes: a configuration read from a file, and the structure of
+tensors read from one (symmetric weights, zero diagonals, 0/1 masks).
+
+A configuration is what ``config()`` wrote and a model file carries as JSON, so it is checked
+strictly: integers are JSON integers (not ``64.7``, not ``true``, not ``"64"``), flags are
+booleans, unit specs are short strings, and keys the class does not know are refused. Every
+error is a one-line ``ValueError`` naming the key or tensor, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+REQUIRED = object()
+
+#: a unit spec longer than this is refused before it is parsed (the built-in ones are short)
+MAX_SPEC_LENGTH = 100
+
+
+def clip(value, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters, for error messages about file contents."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # pragma: no cover - values come from checked JSON
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def config_keys(config, known, what: str) -> dict:
+    """``config`` as a dict holding only keys from ``known``; ValueError otherwise."""
+    if not isinstance(config, dict):
+        raise ValueError(f"config: expected a JSON object for a {what}, got "
+                         f"{type(config).__name__}")
+    unknown = sorted(str(k) for k in config if k not in known)
+    if unknown:
+        raise ValueError(f"config: a {what} has no setting {clip(unknown[0])} (expected keys "
+                         f"among {', '.join(known)})")
+    return config
+
+
+def _get(config: dict, key: str, default):
+    if key in config:
+        return config[key]
+    if default is REQUIRED:
+        raise ValueError(f"config[{key!r}]: missing")
+    return default
+
+
+def config_int(config: dict, key: str, minimum: int, default=REQUIRED):
+    """``config[key]`` as an int >= ``minimum`` (``default`` when absent; ``None`` stays
+    ``None`` where it is the default)."""
+    value = _get(config, key, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"config[{key!r}]: expected an integer >= {minimum}, got {clip(value)}")
+    return value
+
+
+def config_bool(config: dict, key: str, default=REQUIRED) -> bool:
+    value = _get(config, key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"config[{key!r}]: expected true or false, got {clip(value)}")
+    return value
+
+
+def config_positive_number(config: dict, key: str, default=REQUIRED) -> float:
+    value = _get(config, key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value <= 0:
+        raise ValueError(f"config[{key!r}]: expected a finite number > 0, got {clip(value)}")
+    return float(value)
+
+
+def config_spec(config: dict, key: str, default=REQUIRED):
+    """``config[key]`` as a unit spec: a string of at most :data:`MAX_SPEC_LENGTH` characters
+    (whether it names a family is :func:`boltzkit.units.get_units`'s to say)."""
+    value = _get(config, key, default)
+    if not isinstance(value, str) or len(value) > MAX_SPEC_LENGTH:
+        raise ValueError(f"config[{key!r}]: expected the name of a unit family, got "
+                         f"{clip(value)}")
+    return value
+
+
+def config_choice(config: dict, key: str, choices, default=REQUIRED) -> str:
+    value = _get(config, key, default)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"config[{key!r}]: expected one of {', '.join(choices)}, got "
+                         f"{clip(value)}")
+    return value
+
+
+# -- structure of tensors -----------------------------------------------------------------------
+
+def first_bad(t: torch.Tensor, bad: torch.Tensor) -> str:
+    """Where the first True of ``bad`` sits in ``t`` and its value, as text."""
+    index = tuple(int(i) for i in bad.nonzero()[0])
+    return f"{t[index].item():g} at {index}"
+
+
+def symmetry_tolerance(w: torch.Tensor) -> float:
+    """How far from exactly symmetric a weight matrix may be: 64 units of rounding of its
+    largest entry (the rules that make weights symmetrise them exactly; the slack admits
+    weights a user set from a product such as ``X @ X.T``)."""
+    scale = float(w.abs().max()) if w.numel() else 0.0
+    return 64.0 * torch.finfo(w.dtype).eps * scale
+
+
+def check_symmetric(w: torch.Tensor, name: str) -> None:
+    """``w`` ``(..., n, n)`` symmetric (within :func:`symmetry_tolerance`) with a zero
+    diagonal (exactly: the recall and sampling kernels rely on ``w_ii = 0``)."""
+    diff = (w - w.transpose(-1, -2)).abs()
+    tol = symmetry_tolerance(w)
+    if bool((diff > tol).any()):
+        raise ValueError(f"tensor {name!r}: expected a symmetric matrix, w[i, j] and w[j, i] "
+                         f"differ by up to {float(diff.max()):g}")
+    diag = torch.diagonal(w, dim1=-2, dim2=-1)
+    if bool((diag != 0).any()):
+        raise ValueError(f"tensor {name!r}: expected a zero diagonal (no unit acts on itself), "
+                         f"found {first_bad(diag, diag != 0)}")
+
+
+def check_values(t: torch.Tensor, name: str, values, what: str) -> None:
+    """Every entry of ``t`` one of ``values``."""
+    ok = torch.zeros_like(t, dtype=torch.bool)
+    for v in values:
+        ok |= t == v
+    if not bool(ok.all()):
+        raise ValueError(f"tensor {name!r}: expected {what}, found {first_bad(t, ~ok)}")
