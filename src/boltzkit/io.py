@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -21,7 +22,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 __all__ = ["save", "load", "read_metadata", "atomic_write", "FolderLock", "FORMAT",
-           "FORMAT_VERSION"]
+           "FORMAT_VERSION", "read_json", "read_header", "dtype_name", "check_dtype",
+           "checked_tensor"]
 
 FORMAT = "boltzkit"
 FORMAT_VERSION = "1"
@@ -218,40 +220,171 @@ def _checked_preparation(record, config: dict, where: str):
     return prep
 
 
-def _loads(text, path: Path, what: str):
+# -- reading files: JSON records and tensors, checked before anything is built ----------------
+
+#: JSON records read from a file may nest this deep (boltzkit's own nest two or three levels)
+JSON_MAX_DEPTH = 100
+#: and hold integers of at most this many digits (Python's default limit for int(str), fixed
+#: here so that it does not depend on ``sys.set_int_max_str_digits``)
+JSON_MAX_DIGITS = 4300
+
+#: the dtypes the tensors of a model file may have, as safetensors names them
+FLOAT_DTYPES = {"F32": torch.float32, "F64": torch.float64}
+_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "C64": "complex64",
+                "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U64": "uint64",
+                "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool"}
+
+
+def _clip(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: file contents quoted in an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _names(names) -> str:
+    """A list of tensor names for a message: the first few, and how many in all."""
+    names = sorted(names)
+    shown = ", ".join(_clip(n) for n in names[:8])
+    return f"[{shown}{f', ... ({len(names)} in all)' if len(names) > 8 else ''}]"
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > JSON_MAX_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits, expected at most "
+                         f"{JSON_MAX_DIGITS}")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # a literal such as 1e999999 (json.dumps writes Infinity)
+        raise ValueError(f"the number {text[:20]}{'...' if len(text) > 20 else ''} is out of "
+                         f"range")
+    return value
+
+
+def _deeper_than(value, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1)
+                         for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def read_json(text: str, where: str):
+    """Decode one JSON record read from a file, strictly: a one-line ``ValueError`` starting
+    with ``where`` for text that is not JSON, nests more than :data:`JSON_MAX_DEPTH` levels,
+    holds an integer of more than :data:`JSON_MAX_DIGITS` digits or a number literal out of
+    float range (``1e999999``). ``NaN`` and ``Infinity``, which :func:`json.dumps` writes, are
+    read as such."""
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise ValueError(f"model file: {path} has corrupt {what} "
-                         f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") \
-            from None
+        value = json.loads(text, parse_int=_json_int, parse_float=_json_float)
+    except RecursionError:
+        reason = f"nested more than {JSON_MAX_DEPTH} levels deep"
+    except (ValueError, OverflowError) as err:  # JSONDecodeError, and the hooks' own errors
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+    else:
+        if not _deeper_than(value, JSON_MAX_DEPTH):
+            return value
+        reason = f"nested more than {JSON_MAX_DEPTH} levels deep"
+    raise ValueError(f"{where} ({reason})")
+
+
+def read_header(f) -> dict:
+    """``{name: (dtype, shape)}`` of the tensors of an open safetensors file (``safe_open``),
+    from its header alone: no tensor data is read. ``dtype`` is safetensors' name (``"F32"``),
+    ``shape`` a tuple. (safetensors itself refuses a header whose shapes the file's size does
+    not cover.)"""
+    out = {}
+    for name in f.keys():
+        piece = f.get_slice(name)
+        out[name] = (piece.get_dtype(), tuple(piece.get_shape()))
+    return out
+
+
+def dtype_name(dtype) -> str:
+    """The name of a dtype given as safetensors spells it (``"BF16"``) or as a ``torch.dtype``,
+    as torch spells it (``"bfloat16"``)."""
+    if isinstance(dtype, torch.dtype):
+        return str(dtype).replace("torch.", "")
+    return _DTYPE_NAMES.get(dtype, _clip(dtype))
+
+
+def check_dtype(name: str, dtype, where: str) -> None:
+    """Refuse a tensor of a file whose dtype (safetensors' name such as ``"BF16"``, or a
+    ``torch.dtype``) is not float32 or float64, with one line starting with ``where`` naming
+    the tensor and its dtype."""
+    if dtype_name(dtype) not in ("float32", "float64"):
+        raise ValueError(f"{where}: tensor {_clip(name)} is {dtype_name(dtype)}, expected "
+                         f"float32 or float64")
+
+
+def checked_tensor(t: torch.Tensor, name: str, where: str, dtype=None) -> torch.Tensor:
+    """A tensor read from a file, checked for use as a model's parameter or buffer: float32 or
+    float64 (:func:`check_dtype`), finite, and still finite once cast to ``dtype`` (a float64
+    1e300 is inf as float32). Returns it cast to ``dtype`` (when given). Raises one-line
+    ``ValueError`` starting with ``where`` and naming the tensor. Shared by :func:`load` and
+    :meth:`boltzkit.training.TrainState.load`."""
+    check_dtype(name, t.dtype, where)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{where}: tensor {_clip(name)} holds NaN or inf")
+    if dtype is not None and t.dtype != dtype:
+        cast = t.to(dtype)
+        if not bool(torch.isfinite(cast).all()):
+            raise ValueError(f"{where}: tensor {_clip(name)} holds values too large for "
+                             f"{dtype_name(dtype)} (up to "
+                             f"{float(t.abs().max()):g})")
+        t = cast
+    return t
 
 
 def read_metadata(path) -> dict:
     """The metadata of a boltzkit model file: ``{"model", "config", "extra", "preparation"}``
-    (decoded JSON; ``preparation`` is a :class:`boltzkit.data.Preparation` or None: the file's
-    own record, else one read from the older ``extra["transform"]`` form of RBM files).
+    (decoded JSON; ``config`` and ``extra`` are dicts; ``preparation`` is a
+    :class:`boltzkit.data.Preparation` or None: the file's own record, else one read from the
+    older ``extra["transform"]`` form of RBM files). No tensor data is read.
 
-    Raises ``ValueError`` naming the file if it is missing, corrupt or not a boltzkit model, or
-    if its preparation record is invalid or does not fit the model."""
+    ``extra`` is the caller's own record (:func:`save`'s ``metadata``), returned as it is:
+    boltzkit writes ``epoch``, ``settings``, ``dataset`` and ``image_shape`` there, and reads
+    back only ``image_shape`` (for pictures; a value that is not ``[height, width]`` fitting the
+    model is ignored there).
+
+    Raises a one-line ``ValueError`` naming the file if it is missing, corrupt or not a boltzkit
+    model, if a JSON record in it is corrupt (see :func:`read_json`) or not an object, or if its
+    preparation record is invalid or does not fit the model."""
     path = Path(path)
+    where = f"model file: {path}"
     if not path.is_file():
-        raise ValueError(f"model file: {path} does not exist")
+        raise ValueError(f"{where} does not exist")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as err:  # safetensors raises its own error types for corrupt headers
-        raise ValueError(f"model file: {path} is not a readable safetensors file ({err})") from None
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise ValueError(f"{where} is not a readable safetensors file ({reason})") from None
     if meta.get("format") != FORMAT or "model" not in meta or "config" not in meta:
-        raise ValueError(f"model file: {path} is a safetensors file but not a boltzkit model "
+        raise ValueError(f"{where} is a safetensors file but not a boltzkit model "
                          f"(no boltzkit metadata)")
-    config = _loads(meta["config"], path, "metadata")
-    extra = _loads(meta["extra"], path, "metadata") if "extra" in meta else {}
+    if meta.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise ValueError(f"{where} has format version {_clip(meta['format_version'])}, this "
+                         f"boltzkit reads {FORMAT_VERSION}")
+    config = read_json(meta["config"], f"{where} has corrupt metadata")
+    if not isinstance(config, dict):
+        raise ValueError(f"{where} has an invalid configuration (expected a JSON object, got "
+                         f"{type(config).__name__})")
+    extra = read_json(meta["extra"], f"{where} has corrupt metadata") if "extra" in meta else {}
+    if not isinstance(extra, dict):
+        raise ValueError(f"{where} has invalid extra metadata (expected a JSON object, got "
+                         f"{type(extra).__name__})")
     record = None
     if "preparation" in meta:
-        record = _loads(meta["preparation"], path, "preparation record")
-    elif isinstance(extra, dict) and isinstance(extra.get("transform"), dict) \
-            and isinstance(config, dict) and "visible" in config:
+        record = read_json(meta["preparation"], f"{where} has corrupt preparation record")
+    elif isinstance(extra.get("transform"), dict) and "visible" in config:
         record = extra["transform"]  # the older form, written by `boltzkit train` before
     preparation = None
     if record is not None:
@@ -262,7 +395,7 @@ def read_metadata(path) -> dict:
             preparation = _checked_preparation(Preparation.from_dict(record, units=units),
                                                config, "preparation")
         except ValueError as err:
-            raise ValueError(f"model file: {path} has an invalid {err}") from None
+            raise ValueError(f"{where} has an invalid {err}") from None
     return {"model": meta["model"], "config": config, "extra": extra,
             "preparation": preparation}
 
@@ -270,44 +403,83 @@ def read_metadata(path) -> dict:
 def load(path, device=None) -> torch.nn.Module:
     """Read a model written by :func:`save`. Never executes code from the file.
 
-    Raises ``ValueError`` naming the file and the problem when the file is missing, truncated,
-    corrupt, of an unknown model kind, or its tensors do not match its configuration.
+    Everything is checked before it is used, in this order, so that a hostile file costs no
+    more memory than its own tensors: the metadata (:func:`read_metadata`); the configuration,
+    against the model class (``tensor_shapes``: integers where sizes go, known unit families
+    and keys); the header's tensor names, dtypes (float32 or float64 only) and shapes against
+    what the configuration implies; only then is the model built and the tensors read, each
+    finite (also once cast to the model's precision); finally the model's structure
+    (``check_tensors``: e.g. symmetric weights with a zero diagonal, a 0/1 mask).
+
+    Raises a one-line ``ValueError`` naming the file, and the key or tensor at fault, when the
+    file is missing, truncated, corrupt, of an unknown model kind, or inconsistent.
     """
     from .models import MODEL_CLASSES
 
     path = Path(path)
+    where = f"model file: {path}"
     meta = read_metadata(path)
     cls = MODEL_CLASSES.get(meta["model"])
     if cls is None:
-        raise ValueError(f"model file: {path} holds a {meta['model']!r}, expected one of "
+        raise ValueError(f"{where} holds a {_clip(meta['model'])}, expected one of "
                          f"{sorted(MODEL_CLASSES)}")
-    try:
-        model = cls.from_config(meta["config"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"model file: {path} has an invalid configuration ({err})") from None
-    expected = model.state_dict()
+    # a class added to MODEL_CLASSES from outside may lack these two: its file is then checked
+    # only against the model built from it
+    tensor_shapes = getattr(cls, "tensor_shapes", lambda config: {})
+    check_tensors = getattr(cls, "check_tensors", lambda tensors: None)
+    def configured(make):
+        try:
+            return make(meta["config"])
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
+            raise ValueError(f"{where} has an invalid configuration ({err})") from None
+
+    shapes = configured(tensor_shapes)
     try:
         with safe_open(str(path), framework="pt") as f:
-            keys = set(f.keys())
-            if keys != set(expected):
-                raise ValueError(f"model file: {path} holds tensors {sorted(keys)}, expected "
-                                 f"{sorted(expected)}")
-            tensors = {k: f.get_tensor(k) for k in keys}
+            header = read_header(f)
+            for name, (dtype, _) in header.items():
+                check_dtype(name, dtype, where)
+            _check_shapes(header, shapes, where, partial=True)
+            model = configured(cls.from_config)
+            expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+            _check_shapes(header, expected, where)
+            dtypes = {dtype for dtype, _ in header.values()}
+            # keep the precision the model was saved in (float32 or float64)
+            target = FLOAT_DTYPES[dtypes.pop()] if len(dtypes) == 1 else torch.float32
+            tensors = {}
+            for name in header:
+                t = f.get_tensor(name)
+                if tuple(t.shape) != expected[name]:  # pragma: no cover - the header said so
+                    raise ValueError(f"{where}: tensor {_clip(name)} does not match its header")
+                tensors[name] = checked_tensor(t, name, where, target)
     except ValueError:
         raise
     except Exception as err:
-        raise ValueError(f"model file: {path} is corrupt ({err})") from None
-    for k, t in tensors.items():
-        if t.shape != expected[k].shape:
-            raise ValueError(f"model file: {path}: tensor {k!r} has shape {tuple(t.shape)}, "
-                             f"expected {tuple(expected[k].shape)} from its configuration")
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise ValueError(f"model file: {path}: tensor {k!r} holds NaN or inf")
-    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
-    if len(dtypes) == 1:  # keep the precision the model was saved in (float32 or float64)
-        model.to(dtypes.pop())
-    expected = model.state_dict()
-    model.load_state_dict({k: t.to(expected[k].dtype) for k, t in tensors.items()})
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise ValueError(f"{where} is corrupt ({reason})") from None
+    try:
+        check_tensors(tensors)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    model.to(target)
+    model.load_state_dict(tensors)
     if device is not None:
         model.to(device)
     return model
+
+
+def _check_shapes(header: dict, expected: dict, where: str, partial: bool = False) -> None:
+    """The file's tensors (``header``: name -> (dtype, shape)) against the model's (``expected``:
+    name -> shape): the same names (``partial``: every expected one present) and shapes."""
+    missing = set(expected) - set(header)
+    if partial and missing:
+        raise ValueError(f"{where} lacks the tensor {_clip(min(missing))} its configuration "
+                         f"implies (it holds {_names(header)})")
+    if set(header) != set(expected) and not partial:
+        raise ValueError(f"{where} holds tensors {_names(header)}, expected "
+                         f"{_names(expected)}")
+    for name, shape in expected.items():
+        got = header[name][1]
+        if got != tuple(shape):
+            raise ValueError(f"{where}: tensor {_clip(name)} has shape {got}, expected "
+                             f"{tuple(shape)} from its configuration")

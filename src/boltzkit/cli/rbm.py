@@ -49,9 +49,14 @@ def draw_samples(model, n: int, steps: int, generator, start=None):
 
 
 def image_shape(meta_extra, n_visible):
-    """The image shape pictures of a model use: the one stored with it, else square or a row."""
-    shape = meta_extra.get("image_shape")
-    if shape:
+    """The image shape pictures of a model use: the one stored with it (``image_shape`` of the
+    file's extra metadata, when it is ``[height, width]``, two positive integers whose product
+    is ``n_visible``; anything else there is ignored, as a hint that does not fit), else square
+    or a row."""
+    shape = meta_extra.get("image_shape") if isinstance(meta_extra, dict) else None
+    if isinstance(shape, (list, tuple)) and len(shape) == 2 and \
+            all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape) and \
+            shape[0] * shape[1] == n_visible:
         return tuple(shape)
     side = int(round(math.sqrt(n_visible)))
     return (side, side) if side * side == n_visible else (1, n_visible)

@@ -157,7 +157,7 @@ class TrainState:
 
         Raises ``ValueError`` naming the file and the problem for a missing, corrupt or
         foreign file, or one that does not belong to ``model``."""
-        tensors, meta = _read(Path(path))
+        tensors, meta = _read(Path(path), model)
         state = _build(Path(path), tensors, meta, model)
         if estimator is not None:
             state.estimator_state = restore_estimator_state(estimator, state.estimator_state,
@@ -214,19 +214,56 @@ def _decode(path: Path, meta: dict) -> dict:
     return out
 
 
-def _read(path: Path):
+def _read(path: Path, model=None):
+    """The file's tensors and decoded metadata; with ``model``, its model tensors are checked
+    against the model's from the header before any tensor data is read."""
     from safetensors import safe_open
+
+    from ..io import read_header
 
     _exists(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = _decode(path, f.metadata() or {})
+            if model is not None:
+                _check_owner(path, meta, model)
+                _check_header(path, read_header(f), model)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except ValueError:
         raise
     except Exception as err:  # safetensors' own errors for truncated or corrupt files
         raise ValueError(f"training state: {path} is corrupt ({err})") from None
     return tensors, meta
+
+
+def _check_owner(path: Path, meta: dict, model) -> None:
+    """The state belongs to a model of ``model``'s class and configuration."""
+    if meta["model"] != type(model).__name__ or \
+            meta["model_config"] != json.loads(json.dumps(model.config())):
+        raise ValueError(f"training state: {path} belongs to a {meta['model']} "
+                         f"{meta['model_config']}, not to this {type(model).__name__} "
+                         f"{model.config()}")
+
+
+def _check_header(path: Path, header: dict, model) -> None:
+    """The model tensors a state file's header lists (``model/<name>``: dtype, shape) against
+    ``model``'s: the same names, float32 or float64 (:func:`boltzkit.io.check_dtype`), and the
+    model's own dtype and shapes."""
+    from ..io import check_dtype, dtype_name
+
+    where = f"training state: {path}"
+    expected = model.state_dict()
+    got = _group(header, "model/")
+    if set(got) != set(expected):
+        raise ValueError(f"{where} holds model tensors {sorted(got)[:8]}, expected "
+                         f"{sorted(expected)}")
+    for k, (dtype, shape) in got.items():
+        want = expected[k]
+        if want.is_floating_point():
+            check_dtype(k, dtype, where)
+        if shape != tuple(want.shape) or dtype_name(dtype) != dtype_name(want.dtype):
+            raise ValueError(f"{where}: tensor {k!r} is {dtype_name(dtype)} {shape}, the model "
+                             f"has {dtype_name(want.dtype)} {tuple(want.shape)}")
 
 
 def _group(tensors: dict, prefix: str) -> dict:
@@ -240,29 +277,35 @@ def _int(value, name: str, path: Path) -> int:
 
 
 def _build(path: Path, tensors: dict, meta: dict, model) -> TrainState:
-    if meta["model"] != type(model).__name__ or \
-            meta["model_config"] != json.loads(json.dumps(model.config())):
-        raise ValueError(f"training state: {path} belongs to a {meta['model']} "
-                         f"{meta['model_config']}, not to this {type(model).__name__} "
-                         f"{model.config()}")
+    from ..io import checked_tensor
+
+    _check_owner(path, meta, model)
     expected = model.state_dict()
     got = _group(tensors, "model/")
     if set(got) != set(expected):
         raise ValueError(f"training state: {path} holds model tensors {sorted(got)}, expected "
                          f"{sorted(expected)}")
+    where = f"training state: {path}"
     for k, t in got.items():
         want = expected[k]
         if t.shape != want.shape or t.dtype != want.dtype:
-            raise ValueError(f"training state: {path}: tensor {k!r} is {t.dtype} "
+            raise ValueError(f"{where}: tensor {k!r} is {t.dtype} "
                              f"{tuple(t.shape)}, the model has {want.dtype} {tuple(want.shape)}")
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise ValueError(f"training state: {path}: tensor {k!r} holds NaN or inf")
+        if want.is_floating_point():
+            checked_tensor(t, k, where)
+    check = getattr(type(model), "check_tensors", None)  # the model's structure (symmetry, ...)
+    if check is not None:
+        try:
+            check(got)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
     params = dict(model.named_parameters())
     update = _group(tensors, "update/")
     for k, t in update.items():
         if k not in params or t.shape != params[k].shape:
-            raise ValueError(f"training state: {path}: update buffer {k!r} matches no "
+            raise ValueError(f"{where}: update buffer {k!r} matches no "
                              f"parameter of the model")
+        checked_tensor(t, f"update/{k}", where, params[k].dtype)
     progress = meta["progress"]
     if not isinstance(progress, dict):
         raise ValueError(f"training state: {path} has an invalid 'progress' record")
