@@ -121,6 +121,7 @@ HUGE = 1048576
     ("RBM", rbm_tensors(), rbm_config(23170, 23170), "expected (23170, 23170)"),  # 2.1 GB
     ("RBM", rbm_tensors(), rbm_config(4, 10 ** 12), "'weight' has shape (4, 3)"),
     ("RBM", rbm_tensors(), rbm_config(2 ** 70, 3), "'weight' has shape (4, 3)"),
+    ("RBM", rbm_tensors(), rbm_config(10 ** 4000, 3), "expected (1000000"),  # clipped
     ("RBM", rbm_tensors(), rbm_config(3, 4), "'weight' has shape (4, 3), expected (3, 4)"),
     ("BoltzmannMachine", bm_tensors()[0], dict(bm_tensors()[1], n_hidden=HUGE),
      "expected (1048578, 1048578)"),

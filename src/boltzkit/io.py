@@ -482,4 +482,4 @@ def _check_shapes(header: dict, expected: dict, where: str, partial: bool = Fals
         got = header[name][1]
         if got != tuple(shape):
             raise ValueError(f"{where}: tensor {_clip(name)} has shape {got}, expected "
-                             f"{tuple(shape)} from its configuration")
+                             f"{_clip(tuple(shape), 80)} from its configuration")
