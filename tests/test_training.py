@@ -130,7 +130,7 @@ def test_fit_rejects_bad_settings_and_data():
     x = torch.zeros(10, 4)
     with pytest.raises(ValueError, match="epochs: expected a positive integer"):
         fit(m, x, epochs=0)
-    with pytest.raises(ValueError, match="momentum: expected a value in"):
+    with pytest.raises(ValueError, match="momentum: expected a finite number >= 0 and < 1"):
         SGD(momentum=1.0)
     with pytest.raises(ValueError, match="lr: expected a finite"):
         fit(m, x, lr=float("nan"))

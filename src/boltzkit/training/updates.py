@@ -28,10 +28,11 @@ statistics, the model is a plain dense RBM and no ``reduce`` is in play.
 from __future__ import annotations
 
 import abc
-import math
 from typing import Callable, Dict, Mapping, Optional
 
 import torch
+
+from .. import _validation as check
 
 __all__ = ["Update", "SGD", "SignStep", "decays", "RBM_PARAMETERS"]
 
@@ -42,13 +43,6 @@ RBM_PARAMETERS = ("weight", "visible_bias", "hidden_bias")
 def decays(name: str) -> bool:
     """True for the parameters weight decay applies to: ``weight`` and ``weight_<k>``."""
     return name == "weight" or name.startswith("weight_")
-
-
-def _non_negative(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 class Update(abc.ABC):
@@ -88,10 +82,8 @@ class SGD(Update):
     """
 
     def __init__(self, momentum: float = 0.5, weight_decay: float = 0.0):
-        self.momentum = _non_negative(momentum, "momentum")
-        if self.momentum >= 1:
-            raise ValueError(f"momentum: expected a value in [0, 1), got {momentum!r}")
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        self.momentum = check.real(momentum, "momentum", 0.0, 1.0, strict_maximum=True)
+        self.weight_decay = check.real(weight_decay, "weight_decay", 0.0)
 
     def __repr__(self):
         return f"SGD(momentum={self.momentum:g}, weight_decay={self.weight_decay:g})"
@@ -154,10 +146,8 @@ class SignStep(Update):
     (2 in Ackley, Hinton & Sejnowski 1985), so a learning-rate schedule scales the step."""
 
     def __init__(self, weight_decay: float = 0.0):
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
-        if self.weight_decay >= 1:
-            raise ValueError(f"weight_decay: expected a value in [0, 1) for the sign rule, got "
-                             f"{weight_decay!r}")
+        self.weight_decay = check.real(weight_decay, "weight_decay", 0.0, 1.0,
+                                       strict_maximum=True)
 
     def __repr__(self):
         return f"SignStep(weight_decay={self.weight_decay:g})"

@@ -27,6 +27,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import torch
 
+from ... import _validation as check
 from ...samplers import sequential as sq
 from .base import Estimator
 
@@ -85,18 +86,6 @@ def phase_gradient(model, positive: PhaseStatistics, negative: PhaseStatistics,
     return {"weight": gw, "bias": (negative.means - positive.means) / t}
 
 
-def _check_int(value, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _probability(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
-    return float(value)
-
-
 def noisy_clamp(v: torch.Tensor, p_on_to_off: float, p_off_to_on: float,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """``v`` (0/1 states, any shape) with every on unit turned off with probability
@@ -153,37 +142,33 @@ class TwoPhase(Estimator):
                  mean_field: bool = False, mean_field_iters: int = 50,
                  mean_field_damping: float = 0.5, order: str = "random",
                  block_size: int = 128):
-        self.positive_settle = _check_int(positive_settle, "positive_settle")
-        self.positive_collect = _check_int(positive_collect, "positive_collect", 1)
-        self.negative_settle = _check_int(negative_settle, "negative_settle")
-        self.negative_collect = _check_int(negative_collect, "negative_collect", 1)
+        self.positive_settle = check.integer(positive_settle, "positive_settle")
+        self.positive_collect = check.integer(positive_collect, "positive_collect", 1)
+        self.negative_settle = check.integer(negative_settle, "negative_settle")
+        self.negative_collect = check.integer(negative_collect, "negative_collect", 1)
         self.schedule = None if schedule is None else sq.check_schedule(schedule)
         self.persistent = bool(persistent)
-        self.n_chains = None if n_chains is None else _check_int(n_chains, "n_chains", 1)
+        self.n_chains = None if n_chains is None else check.integer(n_chains, "n_chains", 1)
         if negative_init not in ("random", "data"):
             raise ValueError(f"negative_init: expected 'random' or 'data', got {negative_init!r}")
         self.negative_init = negative_init
-        self.chains_per_example = _check_int(chains_per_example, "chains_per_example", 1)
+        self.chains_per_example = check.integer(chains_per_example, "chains_per_example", 1)
         if clamp_noise is not None:
             try:
                 a, b = clamp_noise
             except (TypeError, ValueError):
                 raise ValueError(f"clamp_noise: expected (p_on_to_off, p_off_to_on), got "
                                  f"{clamp_noise!r}") from None
-            clamp_noise = (_probability(a, "clamp_noise"), _probability(b, "clamp_noise"))
+            clamp_noise = (check.probability(a, "clamp_noise"), check.probability(b, "clamp_noise"))
         self.clamp_noise = clamp_noise
         self.mean_field = bool(mean_field)
-        self.mean_field_iters = _check_int(mean_field_iters, "mean_field_iters", 1)
-        if isinstance(mean_field_damping, bool) or \
-                not isinstance(mean_field_damping, (int, float)) or \
-                not 0 < mean_field_damping <= 1:
-            raise ValueError(f"mean_field_damping: expected a value in (0, 1], got "
-                             f"{mean_field_damping!r}")
-        self.mean_field_damping = float(mean_field_damping)
+        self.mean_field_iters = check.integer(mean_field_iters, "mean_field_iters", 1)
+        self.mean_field_damping = check.real(mean_field_damping, "mean_field_damping", 0.0, 1.0,
+                                             strict_minimum=True)
         if order not in sq.ORDERS:
             raise ValueError(f"order: expected one of {sq.ORDERS}, got {order!r}")
         self.order = order
-        self.block_size = _check_int(block_size, "block_size", 1)
+        self.block_size = check.integer(block_size, "block_size", 1)
 
     def __repr__(self):
         return (f"TwoPhase(positive_settle={self.positive_settle}, "

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Optional
 
 import torch
 
+from ... import _validation as check
 from ...samplers import gibbs
 from .base import Estimator
 
@@ -59,12 +60,6 @@ def statistics_gradient(v_pos, h_pos, v_neg, h_neg) -> dict:
             "hidden_bias": h_neg.mean(0) - h_pos.mean(0)}
 
 
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return value
-
-
 class CD(Estimator):
     """Contrastive divergence CD-k: negative statistics after ``k`` block-Gibbs steps started at
     the data. Hidden statistics use E[h | v] (Hinton's practical guide, section 3)."""
@@ -72,7 +67,7 @@ class CD(Estimator):
     dense_statistics = True
 
     def __init__(self, k: int = 1):
-        self.k = _positive_int(k, "k")
+        self.k = check.integer(k, "k", 1)
 
     def check_data(self, model, data):
         return model.check_visible(data, "data", relaxed=True)
@@ -107,7 +102,7 @@ class PCD(CD):
 
     def __init__(self, k: int = 1, n_chains: Optional[int] = None):
         super().__init__(k)
-        self.n_chains = None if n_chains is None else _positive_int(n_chains, "n_chains")
+        self.n_chains = None if n_chains is None else check.integer(n_chains, "n_chains", 1)
 
     def init_state(self, model, data: torch.Tensor, generator=None) -> gibbs.GibbsState:
         """Chains start at rows of ``data`` drawn at random."""
