@@ -200,13 +200,42 @@ def _resume_state(resume, model, estimator, generator, config, epochs) -> TrainS
     return state
 
 
+def _warm_start(initial, estimator, model):
+    """The estimator state and update buffers a run given ``initial_state`` starts from (see
+    :func:`fit`): ``(estimator state or None, {name: copied buffer})``; ValueError naming
+    ``initial_state`` for anything that cannot be one."""
+    if not isinstance(initial, TrainState):
+        raise ValueError(f"initial_state: expected a TrainState (what fit returns), got "
+                         f"{type(initial).__name__}")
+    if not initial.consistent:
+        raise ValueError("initial_state: this state was left in the middle of an update (an "
+                         "interrupt that could not wait for the batch to end)")
+    kind = getattr(estimator, "state_type", None)
+    chains = initial.estimator_state
+    if kind is None or chains is None:
+        chains = None
+    else:
+        chains = restore_estimator_state(estimator, chains, "initial_state")
+        if not isinstance(chains, kind):
+            raise ValueError(f"initial_state: holds a {type(chains).__name__} estimator state, "
+                             f"{estimator!r} keeps {kind.__name__}")
+    params = dict(model.named_parameters())
+    buffers = {}
+    for name, buf in initial.update_state.items():
+        if name not in params or buf.shape != params[name].shape:
+            raise ValueError(f"initial_state: update buffer {name!r} "
+                             f"{tuple(buf.shape)} matches no parameter of the model")
+        buffers[name] = buf.detach().clone()
+    return chains, buffers
+
+
 def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] = None,
         epochs: int = 10, batch_size: int = 100, lr: float = 0.05, lr_schedule="constant",
         generator: Optional[torch.Generator] = None, callbacks: Sequence[Callback] = (),
         resume=None, reduce: Optional[Callable[[Grads], Grads]] = None,
         init_visible_bias: bool = True, monitors: Optional[Sequence[Callback]] = None,
         progress: bool = False, divergence_limit: float = DEFAULT_DIVERGENCE_LIMIT,
-        handle_signals: bool = True) -> TrainState:
+        handle_signals: bool = True, initial_state: Optional[TrainState] = None) -> TrainState:
     """Train ``model`` on ``data`` ``(n_samples, n_visible)`` in place.
 
     Parameters
@@ -251,6 +280,17 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
         See the module docstring; ``math.inf`` keeps only the NaN/inf check.
     handle_signals : bool
         Defer Ctrl-C / SIGTERM to the next batch boundary (main thread only).
+    initial_state : TrainState, optional
+        Warm start: a run that begins with the persistent chains (``estimator_state``) and the
+        update rule's buffers (``update_state``, the momentum) of an earlier run's state, e.g.
+        the one the last call returned, instead of fresh ones; ``generator`` defaults to its
+        generator (continuing its stream). This is how training continues on *other* data
+        (scikit-learn's ``partial_fit``): unlike ``resume``, nothing else carries over and
+        nothing is checked against the earlier run (the model keeps its own parameters; the
+        data, epochs and settings may differ; the run starts at epoch 0). The buffers are
+        copied, so ``initial_state`` is left as it was. Chains are used only by an estimator
+        of the same state type (an estimator that keeps none ignores them); not together with
+        ``resume``.
 
     Returns the :class:`~boltzkit.training.state.TrainState`: ``history`` holds one dict per
     finished epoch with ``epoch``, ``lr``, ``seconds`` (cumulative training time) and the
@@ -275,6 +315,14 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                          f"{type(update).__name__}")
     estimator = estimator if estimator is not None else default_estimator(model)
     check_estimator(estimator)
+    if initial_state is not None:
+        if resume is not None:
+            raise ValueError("initial_state: expected either resume (continue the same run) or "
+                             "initial_state (start a new run from its chains and buffers), "
+                             "got both")
+        warm_estimator, warm_update = _warm_start(initial_state, estimator, model)
+        if generator is None:
+            generator = initial_state.generator
     schedule = make_schedule(lr_schedule)
     data = estimator.check_data(model, data)
     n = data.shape[0]
@@ -300,8 +348,12 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                 constrain()
             state = TrainState(model=model, generator=generator, epochs=epochs, config=config,
                                start_scale=parameter_scale(model))
-            state.estimator_state = estimator.init_state(model, data, generator)
-            state.update_state = update.init_state(params)
+            if initial_state is None or warm_estimator is None:
+                state.estimator_state = estimator.init_state(model, data, generator)
+            else:
+                state.estimator_state = warm_estimator
+            state.update_state = update.init_state(params) if initial_state is None \
+                else warm_update
     fused = update.fused(estimator, model) if reduce is None else None
     cbs = list(default_monitors(model, data) if monitors is None else monitors)
     cbs += list(callbacks)
