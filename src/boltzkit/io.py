@@ -154,7 +154,6 @@ def save(model: torch.nn.Module, path, metadata: Optional[dict] = None,
     entry of ``metadata`` is taken as this argument (so callers that pass only ``metadata``,
     such as training's ``Checkpoint``, can record it too); giving both is an error.
     """
-    from .data.preparation import Preparation
     from .models import MODEL_CLASSES
 
     name = type(model).__name__

@@ -60,7 +60,8 @@ def _chunks(model, layer, chunk_size):
 
 
 def _neg_free_energy(model, layer, states):
-    return -(model.free_energy_hidden(states) if layer == "hidden" else model.free_energy(states))
+    return -(model.free_energy_hidden(states, check=False) if layer == "hidden"
+             else model.free_energy(states, check=False))
 
 
 @torch.no_grad()
@@ -112,9 +113,9 @@ def expected_statistics(model, layer: Optional[str] = None, chunk_size: int = 2 
     for s in _chunks(model, layer, chunk_size):
         p = torch.exp(_neg_free_energy(model, layer, s).double() - log_z)
         if layer == "hidden":
-            v, h = model.visible_mean(s).double(), s.double()
+            v, h = model.visible_mean(s, check=False).double(), s.double()
         else:
-            v, h = s.double(), model.hidden_mean(s).double()
+            v, h = s.double(), model.hidden_mean(s, check=False).double()
         vh += (v * p[:, None]).t() @ h
         ev += p @ v
         eh += p @ h

@@ -31,12 +31,12 @@ exact enumeration for tiny machines in :mod:`boltzkit.exact.boltzmann`.
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 from torch import nn
 
+from .._validation import integer, real
 from ..units import Units, get_units
 from ._validation import check_symmetric, check_values, config_bool, config_int, config_keys, \
     config_positive_number, config_spec, first_bad
@@ -46,17 +46,8 @@ __all__ = ["BoltzmannMachine", "BINARY_UNITS"]
 BINARY_UNITS = ("bernoulli", "spin")
 
 
-def _positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _temperature(value, name: str = "temperature") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
-    return float(value)
+    return real(value, name, 0.0, strict_minimum=True)
 
 
 class BoltzmannMachine(nn.Module):
@@ -102,8 +93,8 @@ class BoltzmannMachine(nn.Module):
                  n_machines: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, device=None, dtype=None):
         super().__init__()
-        _positive_int(n_visible, "n_visible", 1)
-        _positive_int(n_hidden, "n_hidden", 0)
+        n_visible = integer(n_visible, "n_visible", 1)
+        n_hidden = integer(n_hidden, "n_hidden", 0)
         self.units: Units = get_units(units)
         if self.units.name not in BINARY_UNITS:
             raise ValueError(f"units: a BoltzmannMachine takes binary units, expected one of "
@@ -114,11 +105,11 @@ class BoltzmannMachine(nn.Module):
         self.hidden_hidden = bool(hidden_hidden)
         self.visible_hidden = bool(visible_hidden)
         self.temperature = _temperature(temperature)
-        self.n_machines = None if n_machines is None else _positive_int(n_machines,
-                                                                        "n_machines", 1)
+        self.n_machines = None if n_machines is None else integer(n_machines, "n_machines", 1)
         lead = () if n_machines is None else (n_machines,)
-        if not isinstance(init_std, (int, float)) or not math.isfinite(init_std) or init_std < 0:
-            raise ValueError(f"init_std: expected a finite number >= 0, got {init_std!r}")
+        init_std = real(init_std, "init_std", 0.0)
+        if generator is None:  # deterministic by default: the same machine on every run
+            generator = torch.Generator().manual_seed(0)
         dtype = dtype or torch.float32
         if connectivity is None:
             mask = torch.zeros(n, n, dtype=dtype)
@@ -148,7 +139,7 @@ class BoltzmannMachine(nn.Module):
         self.register_buffer("mask", mask.to(device))
         if init_std:
             w = torch.randn(*lead, n, n, generator=generator, dtype=dtype,
-                            device=generator.device if generator is not None else None)
+                            device=generator.device)
             # symmetric, each entry still N(0, init_std²)
             w = (w + w.transpose(-1, -2)).mul_(init_std * 0.5 ** 0.5).to(device) * self.mask
         else:

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
+from .._validation import integer, real
 from ..units import Beta, Units, get_units, row_beta
 from ._validation import config_int, config_keys, config_spec
 
@@ -66,22 +68,35 @@ class RBM(nn.Module):
         them keyed by ``<name>``, as the family's methods take them.
 
     ``beta`` (methods below): a number or a tensor ``(n,)``, one inverse temperature per row.
+
+    Inputs: the methods below check what they are given (a tensor or NumPy array of shape
+    ``(n, units)``, finite, within the layer's support or its convex hull, e.g. [0, 1] for
+    bernoulli units) and bring it to the model's dtype and device, raising one ``ValueError``
+    naming the argument otherwise. Samplers and estimators, which pass the model's own states,
+    skip that with ``check=False``; :meth:`hidden_field` / :meth:`visible_field` never check.
+    ``model(v)`` is :meth:`free_energy` (the natural forward of an energy model).
     """
 
     def __init__(self, n_visible: int, n_hidden: int, visible="bernoulli", hidden="bernoulli", *,
                  init_std: float = 0.01, generator: Optional[torch.Generator] = None,
                  device=None, dtype=None):
         super().__init__()
-        for name, value in (("n_visible", n_visible), ("n_hidden", n_hidden)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        n_visible = integer(n_visible, "n_visible", 1)
+        n_hidden = integer(n_hidden, "n_hidden", 1)
+        init_std = real(init_std, "init_std", 0.0)
+        if generator is None:  # deterministic by default: the same model on every run
+            generator = torch.Generator().manual_seed(0)
+        elif not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator: expected a torch.Generator, got "
+                             f"{type(generator).__name__}")
         self.visible: Units = get_units(visible)
         self.hidden: Units = get_units(hidden)
         self.visible.check_size(n_visible, "n_visible")
         self.hidden.check_size(n_hidden, "n_hidden")
         self.n_visible, self.n_hidden = n_visible, n_hidden
         dtype = dtype or torch.float32
-        w = torch.randn(n_visible, n_hidden, generator=generator, dtype=dtype) * init_std
+        w = torch.randn(n_visible, n_hidden, generator=generator, dtype=dtype,
+                        device=generator.device) * init_std
         self.weight = nn.Parameter(w.to(device))
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype, device=device))
@@ -187,9 +202,16 @@ class RBM(nn.Module):
         return self._check(h, self.hidden, self.n_hidden, name, relaxed)
 
     def _check(self, x, units, width, name, relaxed):
+        if isinstance(x, np.ndarray):
+            if x.dtype.kind not in "biuf":
+                raise ValueError(f"{name}: expected real numbers, got a NumPy array of dtype "
+                                 f"{x.dtype}")
+            x = torch.from_numpy(np.ascontiguousarray(x))
         if not torch.is_tensor(x):
             raise ValueError(f"{name}: expected a tensor of shape (n, {width}), "
                              f"got {type(x).__name__}")
+        if x.is_complex():
+            raise ValueError(f"{name}: expected real numbers, got a {x.dtype} tensor")
         if x.dim() != 2 or x.shape[1] != width:
             raise ValueError(f"{name}: expected shape (n, {width}), got {tuple(x.shape)}")
         if x.shape[0] == 0:
@@ -197,6 +219,12 @@ class RBM(nn.Module):
         x = x.to(device=self.weight.device, dtype=self.weight.dtype)
         units.check(x, name, relaxed)
         return x
+
+    def _visible_in(self, v, check: bool, name: str = "v"):
+        return self.check_visible(v, name, relaxed=True) if check else v
+
+    def _hidden_in(self, h, check: bool, name: str = "h"):
+        return self.check_hidden(h, name, relaxed=True) if check else h
 
     # -- fields and conditionals ---------------------------------------------------------------
     def hidden_field(self, v: torch.Tensor) -> torch.Tensor:
@@ -207,70 +235,88 @@ class RBM(nn.Module):
         """``a + h Wᵀ``, shape ``(n, n_visible)``."""
         return torch.addmm(self.visible_bias, h, self.weight.t())
 
-    def hidden_mean(self, v: torch.Tensor, beta: Beta = 1.0) -> torch.Tensor:
+    def hidden_mean(self, v: torch.Tensor, beta: Beta = 1.0, *, check: bool = True
+                    ) -> torch.Tensor:
         """E_beta[h | v], shape ``(n, n_hidden)`` for ``v`` ``(n, n_visible)``; ``beta`` a number
         or ``(n,)``."""
+        v = self._visible_in(v, check)
         return self.hidden.mean(self.hidden_field(v), row_beta(beta, v.shape[0]),
                                 params=self.hidden_params)
 
-    def visible_mean(self, h: torch.Tensor, beta: Beta = 1.0) -> torch.Tensor:
+    def visible_mean(self, h: torch.Tensor, beta: Beta = 1.0, *, check: bool = True
+                     ) -> torch.Tensor:
         """E_beta[v | h], shape ``(n, n_visible)`` for ``h`` ``(n, n_hidden)``; ``beta`` a number
         or ``(n,)``."""
+        h = self._hidden_in(h, check)
         return self.visible.mean(self.visible_field(h), row_beta(beta, h.shape[0]),
                                  params=self.visible_params)
 
     def sample_hidden(self, v: torch.Tensor, generator: Optional[torch.Generator] = None,
-                      beta: Beta = 1.0) -> torch.Tensor:
+                      beta: Beta = 1.0, *, check: bool = True) -> torch.Tensor:
         """A draw of h ~ p_beta(h | v), shape ``(n, n_hidden)``; ``beta`` a number or ``(n,)``."""
+        v = self._visible_in(v, check)
         return self.hidden.sample(self.hidden_field(v), generator, row_beta(beta, v.shape[0]),
                                   params=self.hidden_params)
 
     def sample_visible(self, h: torch.Tensor, generator: Optional[torch.Generator] = None,
-                       beta: Beta = 1.0) -> torch.Tensor:
+                       beta: Beta = 1.0, *, check: bool = True) -> torch.Tensor:
         """A draw of v ~ p_beta(v | h), shape ``(n, n_visible)``; ``beta`` a number or ``(n,)``."""
+        h = self._hidden_in(h, check)
         return self.visible.sample(self.visible_field(h), generator, row_beta(beta, h.shape[0]),
                                    params=self.visible_params)
 
     def gibbs_vhv(self, v: torch.Tensor, generator: Optional[torch.Generator] = None,
-                  beta: Beta = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                  beta: Beta = 1.0, *, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """One block-Gibbs step v -> h -> v' at ``beta`` (a number or ``(n,)``). Returns
         ``(h, v')``, each ``(n, units)``."""
-        h = self.sample_hidden(v, generator, beta)
-        return h, self.sample_visible(h, generator, beta)
+        h = self.sample_hidden(v, generator, beta, check=check)
+        return h, self.sample_visible(h, generator, beta, check=False)
 
     def gibbs_hvh(self, h: torch.Tensor, generator: Optional[torch.Generator] = None,
-                  beta: Beta = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                  beta: Beta = 1.0, *, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """One block-Gibbs step h -> v -> h' at ``beta`` (a number or ``(n,)``). Returns
         ``(v, h')``."""
-        v = self.sample_visible(h, generator, beta)
-        return v, self.sample_hidden(v, generator, beta)
+        v = self.sample_visible(h, generator, beta, check=check)
+        return v, self.sample_hidden(v, generator, beta, check=False)
 
-    def reconstruct(self, v: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, v: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """Mean-field reconstruction E[v | E[h | v]], shape ``(n, n_visible)``."""
-        return self.visible_mean(self.hidden_mean(v))
+        return self.visible_mean(self.hidden_mean(v, check=check), check=False)
 
     # -- energies -------------------------------------------------------------------------------
-    def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def energy(self, v: torch.Tensor, h: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """E(v, h), shape ``(n,)`` for ``v`` ``(n, n_visible)`` and ``h`` ``(n, n_hidden)``."""
+        v, h = self._visible_in(v, check), self._hidden_in(h, check)
+        if check and v.shape[0] != h.shape[0]:
+            raise ValueError(f"h: expected {v.shape[0]} rows like v, got {h.shape[0]}")
         return (self.visible.base(v, params=self.visible_params)
                 + self.hidden.base(h, params=self.hidden_params) - v @ self.visible_bias
                 - h @ self.hidden_bias - ((v @ self.weight) * h).sum(-1))
 
-    def free_energy(self, v: torch.Tensor, beta: Beta = 1.0) -> torch.Tensor:
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """The free energy F(v) ``(n,)`` (see :meth:`free_energy`): ``rbm(v)``, and what
+        ``torch.func.functional_call`` differentiates."""
+        return self.free_energy(v)
+
+    def free_energy(self, v: torch.Tensor, beta: Beta = 1.0, *, check: bool = True
+                    ) -> torch.Tensor:
         """F(v) = -log sum_h exp(-E(v, h)), shape ``(n,)`` for ``v`` ``(n, n_visible)``.
 
         With ``beta`` != 1 this is the free energy of the tempered model whose interaction and
         biases are scaled by ``beta`` (the base measures are not): ``base_v(v) - beta v·a -
         logpart_h(beta (b + v W))``; ``beta`` a number or ``(n,)`` (row i at ``beta[i]``).
         """
+        v = self._visible_in(v, check)
         b = row_beta(beta, v.shape[0])
         return (self.visible.base(v, params=self.visible_params)
                 - _times(b, v @ self.visible_bias)
                 - self.hidden.log_partition(self.hidden_field(v), b, params=self.hidden_params))
 
-    def free_energy_hidden(self, h: torch.Tensor, beta: Beta = 1.0) -> torch.Tensor:
+    def free_energy_hidden(self, h: torch.Tensor, beta: Beta = 1.0, *, check: bool = True
+                           ) -> torch.Tensor:
         """F'(h) = -log sum_v exp(-E(v, h)) (an integral for Gaussian v), shape ``(n,)`` for
         ``h`` ``(n, n_hidden)``; ``beta`` a number or ``(n,)``."""
+        h = self._hidden_in(h, check)
         b = row_beta(beta, h.shape[0])
         return (self.hidden.base(h, params=self.hidden_params)
                 - _times(b, h @ self.hidden_bias)
@@ -279,7 +325,7 @@ class RBM(nn.Module):
     def init_visible_bias(self, data: torch.Tensor) -> None:
         """Set the visible biases so that, with zero weights, the model reproduces the data's
         per-feature mean (log p/(1-p) for binary units; Hinton's practical guide, section 8)."""
-        mean = data.to(self.weight.device, self.weight.dtype).mean(0)
+        mean = self.check_visible(data, "data", relaxed=True).mean(0)
         with torch.no_grad():
             self.visible_bias.copy_(self.visible.init_bias(mean))
 

@@ -37,6 +37,7 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 
+from .. import _validation as check
 from .callbacks import Callback, Progress, default_monitors
 from .state import STATE_FILE, TrainState, data_fingerprint, restore_estimator_state, \
     same_data
@@ -73,19 +74,6 @@ def make_schedule(spec: Union[str, Callable[[float], float], None]) -> Callable[
 
 def _schedule_name(spec) -> str:
     return "constant" if spec is None else spec if isinstance(spec, str) else "callable"
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return value
-
-
-def _finite_positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def default_estimator(model):
@@ -301,13 +289,15 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
     """
     from .estimators import check_estimator
 
-    _positive_int(epochs, "epochs")
-    _positive_int(batch_size, "batch_size")
-    _finite_positive(lr, "lr")
-    limit = divergence_limit
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
-        raise ValueError(f"divergence_limit: expected a number > 0 (math.inf: no runaway check), "
-                         f"got {divergence_limit!r}")
+    if not isinstance(model, torch.nn.Module) or not callable(getattr(model, "check_visible",
+                                                                       None)):
+        raise ValueError(f"model: expected a boltzkit model (RBM, BoltzmannMachine, ...), got "
+                         f"{type(model).__name__}")
+    epochs = check.integer(epochs, "epochs", 1)
+    batch_size = check.integer(batch_size, "batch_size", 1)
+    lr = check.real(lr, "lr", 0.0)
+    limit = check.real(divergence_limit, "divergence_limit", 0.0, strict_minimum=True,
+                       allow_inf=True)
     if update is None:
         update = SGD()
     if not isinstance(update, Update):

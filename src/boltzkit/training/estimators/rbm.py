@@ -83,7 +83,7 @@ class CD(Estimator):
         # the last sweep stops at E[h | v_k]: the statistics use the mean, so the hidden draw
         # that gibbs.step would make there would never be used
         v_neg = gibbs.sample_visible(model, neg.hidden, generator)
-        return Statistics(v, h_pos, v_neg, model.hidden_mean(v_neg)), state
+        return Statistics(v, h_pos, v_neg, model.hidden_mean(v_neg, check=False)), state
 
     def __call__(self, model, v, state=None, generator=None):
         stats, state = self.statistics(model, v, state, generator)
@@ -119,7 +119,7 @@ class PCD(CD):
         after ``k`` more steps with their E[h | v]; ``state`` is the chains' new state."""
         if state is None:
             state = self.init_state(model, v, generator)
-        h_pos = model.hidden_mean(v)
+        h_pos = model.hidden_mean(v, check=False)
         for _ in range(self.k):
             state = gibbs.step(model, state, generator)
         return Statistics(v, h_pos, state.visible, state.hidden_mean), state

@@ -1,0 +1,145 @@
+"""Bad input to the Python API: one ValueError naming the argument (one test per mechanism,
+the examples as cases), and the PyTorch conventions a user expects of an nn.Module."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from boltzkit import RBM, BoltzmannMachine
+from boltzkit.training import CD, SGD, fit
+
+from .conftest import gen
+
+
+@pytest.fixture
+def rbm():
+    return RBM(6, 4, generator=gen(0))
+
+
+def methods(m):
+    """Every public method of an RBM that takes a batch of visible (or hidden) states."""
+    h = torch.zeros(3, 4)
+    return {
+        "free_energy": lambda v: m.free_energy(v),
+        "hidden_mean": lambda v: m.hidden_mean(v),
+        "sample_hidden": lambda v: m.sample_hidden(v, gen(1)),
+        "gibbs_vhv": lambda v: m.gibbs_vhv(v, gen(1)),
+        "reconstruct": lambda v: m.reconstruct(v),
+        "energy": lambda v: m.energy(v, h),
+        "forward": lambda v: m(v),
+    }
+
+
+@pytest.mark.parametrize("bad,message", [
+    (torch.zeros(3, 5), r"v: expected shape \(n, 6\), got \(3, 5\)"),
+    (torch.zeros(6), r"v: expected shape \(n, 6\), got \(6,\)"),
+    (torch.full((3, 6), float("nan")), "v: expected finite values, found NaN"),
+    (torch.full((3, 6), 255.0), "v: bernoulli units take values in"),
+    (torch.zeros(3, 6, dtype=torch.complex64), "v: expected real numbers"),
+    (np.zeros((3, 6), dtype=complex), "v: expected real numbers"),
+    ("not data", "v: expected a tensor of shape"),
+    (torch.zeros(0, 6), "v: expected at least one row"),
+])
+def test_low_level_methods_check_their_input(rbm, bad, message):
+    for name, call in methods(rbm).items():
+        with pytest.raises(ValueError, match=message):
+            call(bad)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (torch.zeros(3, 6), r"h: expected shape \(n, 4\), got \(3, 6\)"),
+    (torch.full((3, 4), float("inf")), "h: expected finite values, found inf"),
+    (torch.full((3, 4), -0.5), "h: bernoulli units take values in"),
+])
+def test_hidden_side_methods_check_their_input(rbm, bad, message):
+    for call in (lambda h: rbm.visible_mean(h), lambda h: rbm.sample_visible(h, gen(1)),
+                 lambda h: rbm.free_energy_hidden(h), lambda h: rbm.gibbs_hvh(h, gen(1)),
+                 lambda h: rbm.energy(torch.zeros(3, 6), h)):
+        with pytest.raises(ValueError, match=message):
+            call(bad)
+
+
+def test_inputs_in_other_dtypes_and_containers_are_converted(rbm):
+    v = (torch.rand(5, 6, generator=gen(2)) < 0.5).float()
+    want = rbm.free_energy(v)
+    for other in (v.double(), v.to(torch.int64), v.bool(), v.numpy(), v.numpy().astype(np.int8)):
+        torch.testing.assert_close(rbm.free_energy(other), want, rtol=0, atol=0)
+    # a float64 model given float32 input computes in float64
+    m64 = RBM(6, 4, generator=gen(0), dtype=torch.float64)
+    assert m64.free_energy(v).dtype == torch.float64
+    # grey values in [0, 1] are fine for the conditionals and free energies (mean-field input)
+    assert torch.isfinite(rbm.free_energy(torch.full((2, 6), 0.3))).all()
+
+
+def test_the_unchecked_path_is_the_same_arithmetic(rbm):
+    v = (torch.rand(5, 6, generator=gen(3)) < 0.5).float()
+    assert torch.equal(rbm.hidden_mean(v), rbm.hidden_mean(v, check=False))
+    assert torch.equal(rbm.free_energy(v), rbm.free_energy(v, check=False))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"n_visible": 0}, "n_visible: expected a positive integer"),
+    ({"n_hidden": 2.5}, "n_hidden: expected a positive integer"),
+    ({"n_hidden": True}, "n_hidden: expected a positive integer"),
+    ({"init_std": float("nan")}, "init_std: expected a finite number >= 0"),
+    ({"init_std": -1.0}, "init_std: expected a finite number >= 0"),
+    ({"generator": 3}, "generator: expected a torch.Generator"),
+])
+def test_constructor_arguments(kwargs, message):
+    sizes = {"n_visible": 6, "n_hidden": 4}
+    sizes.update({k: v for k, v in kwargs.items() if k in sizes})
+    rest = {k: v for k, v in kwargs.items() if k not in sizes}
+    with pytest.raises(ValueError, match=message):
+        RBM(sizes["n_visible"], sizes["n_hidden"], **rest)
+
+
+def test_numpy_numbers_are_numbers():
+    m = RBM(np.int64(6), np.int32(4), init_std=np.float32(0.01))
+    assert (m.n_visible, m.n_hidden) == (6, 4) and isinstance(m.n_visible, int)
+    x = (torch.rand(40, 6, generator=gen(4)) < 0.5).float()
+    fit(m, x, estimator=CD(np.int64(1)), update=SGD(np.float32(0.5), np.float64(1e-4)),
+        epochs=np.int64(1), batch_size=np.int32(10), lr=np.float32(0.1))
+
+
+def test_default_initial_weights_are_reproducible():
+    # no global random state: the same model on every run unless a generator says otherwise
+    torch.manual_seed(123)
+    a = RBM(64, 32)
+    torch.manual_seed(456)
+    b = RBM(64, 32)
+    assert torch.equal(a.weight, b.weight)
+    assert not torch.equal(a.weight, RBM(64, 32, generator=gen(1)).weight)
+    assert BoltzmannMachine(5, 3, init_std=0.1).weight.equal(
+        BoltzmannMachine(5, 3, init_std=0.1).weight)
+
+
+def test_forward_is_the_free_energy_and_functional_call_works(rbm):
+    v = (torch.rand(4, 6, generator=gen(5)) < 0.5).float()
+    assert torch.equal(rbm(v), rbm.free_energy(v))
+    params = {k: p.detach().clone().requires_grad_(True) for k, p in rbm.named_parameters()}
+    out = torch.func.functional_call(rbm, params, (v,))
+    out.mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params.values())
+
+
+@pytest.mark.parametrize("model,data,message", [
+    ("an rbm", torch.zeros(4, 6), "model: expected a boltzkit model"),
+    (None, torch.zeros(4, 6), "model: expected a boltzkit model"),
+    (torch.nn.Linear(6, 4), torch.zeros(4, 6), "model: expected a boltzkit model"),
+    (RBM(6, 4), "data", "data: expected a tensor"),
+    (RBM(6, 4), [[0, 1]], "data: expected a tensor"),
+])
+def test_fit_names_wrong_objects(model, data, message):
+    with pytest.raises(ValueError, match=message):
+        fit(model, data, epochs=1)
+
+
+def test_fit_takes_numpy_data():
+    x = (np.random.default_rng(0).random((30, 6)) < 0.5).astype(np.float64)
+    a, b = RBM(6, 4), RBM(6, 4)
+    fit(a, x, epochs=1, batch_size=10, generator=gen(1))
+    fit(b, torch.from_numpy(x).float(), epochs=1, batch_size=10, generator=gen(1))
+    assert torch.equal(a.weight, b.weight)
+    assert not math.isnan(float(a.weight.sum()))
