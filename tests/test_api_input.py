@@ -143,3 +143,25 @@ def test_fit_takes_numpy_data():
     fit(b, torch.from_numpy(x).float(), epochs=1, batch_size=10, generator=gen(1))
     assert torch.equal(a.weight, b.weight)
     assert not math.isnan(float(a.weight.sum()))
+
+
+def test_a_state_dict_of_another_configuration_is_refused():
+    a = RBM(6, 4)
+    with pytest.raises(ValueError, match="state_dict: comes from a RBM"):
+        RBM(6, 4, "spin", "bernoulli").load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match="state_dict: comes from a BoltzmannMachine"):
+        BoltzmannMachine(4, 2, "spin").load_state_dict(BoltzmannMachine(4, 2).state_dict())
+    b = RBM(6, 4, generator=gen(3))
+    b.load_state_dict(a.state_dict())  # the same configuration loads
+    assert torch.equal(a.weight, b.weight)
+
+
+def test_fit_names_a_wrong_callback():
+    with pytest.raises(ValueError, match="callbacks: expected Callback objects"):
+        fit(RBM(6, 4), torch.zeros(4, 6), epochs=1, callbacks=["progress"])
+
+
+def test_the_package_ships_its_type_hints():
+    from importlib import resources
+
+    assert resources.files("boltzkit").joinpath("py.typed").is_file()

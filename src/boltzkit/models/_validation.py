@@ -129,3 +129,35 @@ def check_values(t: torch.Tensor, name: str, values, what: str) -> None:
         ok |= t == v
     if not bool(ok.all()):
         raise ValueError(f"tensor {name!r}: expected {what}, found {first_bad(t, ~ok)}")
+
+
+class ConfigChecked(torch.nn.Module):
+    """Base of the model classes: a state dict remembers the configuration of the model it came
+    from (in the state dict's own metadata, as torch keeps its version numbers there), and
+    ``load_state_dict`` refuses one from a model of another configuration, say an RBM of
+    other unit families, whose tensors would fit the shapes and silently mean something else.
+    A plain dict of tensors (e.g. read from a file) carries no such record and is checked by
+    shape only, as torch does."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_state_dict_post_hook(_record_config)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        came_from = local_metadata.get("boltzkit_config")
+        if came_from is not None and came_from != _plain_config(self):
+            raise ValueError(f"state_dict: comes from a {type(self).__name__} {came_from}, "
+                             f"this one is {_plain_config(self)}")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+
+def _plain_config(module) -> dict:
+    import json
+
+    return json.loads(json.dumps(module.config()))
+
+
+def _record_config(module, state_dict, prefix, local_metadata):
+    local_metadata["boltzkit_config"] = _plain_config(module)

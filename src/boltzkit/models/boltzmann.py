@@ -38,8 +38,8 @@ from torch import nn
 
 from .._validation import integer, real
 from ..units import Units, get_units
-from ._validation import check_symmetric, check_values, config_bool, config_int, config_keys, \
-    config_positive_number, config_spec, first_bad
+from ._validation import ConfigChecked, check_symmetric, check_values, config_bool, \
+    config_int, config_keys, config_positive_number, config_spec, first_bad
 
 __all__ = ["BoltzmannMachine", "BINARY_UNITS"]
 
@@ -50,7 +50,7 @@ def _temperature(value, name: str = "temperature") -> float:
     return real(value, name, 0.0, strict_minimum=True)
 
 
-class BoltzmannMachine(nn.Module):
+class BoltzmannMachine(ConfigChecked):
     """Fully connected Boltzmann machine with binary (0/1 or ±1) units.
 
     Parameters

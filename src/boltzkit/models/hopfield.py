@@ -59,10 +59,10 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-from torch import nn
 
 from .._threads import torch_threads
-from ._validation import check_symmetric, check_values, config_choice, config_int, config_keys
+from ._validation import ConfigChecked, check_symmetric, check_values, config_choice, \
+    config_int, config_keys
 
 __all__ = ["Hopfield", "as_spins", "RULES"]
 
@@ -107,7 +107,7 @@ def as_spins(x, name: str, n_units: Optional[int] = None, *, dtype=torch.float32
     raise ValueError(f"{name}: expected values in {{-1, +1}} or {{0, 1}}, found {bad:g}")
 
 
-class Hopfield(nn.Module):
+class Hopfield(ConfigChecked):
     """Hopfield network of ``n_units`` ±1 units.
 
     Parameters

@@ -34,12 +34,12 @@ from torch import nn
 
 from .._validation import integer, real
 from ..units import Beta, Units, get_units, row_beta
-from ._validation import config_int, config_keys, config_spec
+from ._validation import ConfigChecked, config_int, config_keys, config_spec
 
 __all__ = ["RBM"]
 
 
-class RBM(nn.Module):
+class RBM(ConfigChecked):
     """Restricted Boltzmann machine.
 
     Parameters

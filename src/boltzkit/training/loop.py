@@ -48,6 +48,7 @@ __all__ = ["fit", "make_schedule", "DivergenceError", "DEFAULT_DIVERGENCE_LIMIT"
 DEFAULT_DIVERGENCE_LIMIT = 100.0
 
 Grads = Mapping[str, torch.Tensor]
+_HOOKS = ("on_fit_start", "on_batch_end", "on_epoch_end", "on_fit_end")
 
 
 class DivergenceError(FloatingPointError):
@@ -346,6 +347,10 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                 else warm_update
     fused = update.fused(estimator, model) if reduce is None else None
     cbs = list(default_monitors(model, data) if monitors is None else monitors)
+    for cb in callbacks:
+        if not all(callable(getattr(cb, hook, None)) for hook in _HOOKS):
+            raise ValueError(f"callbacks: expected Callback objects (with {', '.join(_HOOKS)}), "
+                             f"got {type(cb).__name__}")
     cbs += list(callbacks)
     if progress:
         cbs.append(Progress())
