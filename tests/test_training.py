@@ -216,3 +216,57 @@ def test_reduce_sees_every_gradient_by_name_and_declines_the_fused_path():
         generator=gen(2))
     for name in NAMES:
         torch.testing.assert_close(getattr(c, name), getattr(d, name), rtol=0, atol=1e-12)
+
+
+def test_fit_takes_a_dataloader_or_a_list_of_batches(tmp_path):
+    """Data that do not sit in one tensor: the batches come in the iterable's order."""
+    import signal
+    import os
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = (torch.rand(90, 6, generator=gen(1)) < 0.4).float()
+    loader = DataLoader(TensorDataset(x), batch_size=20)  # no shuffling: the same every epoch
+    batches = [x[i:i + 20] for i in range(0, 90, 20)]
+
+    def train(data, **kw):
+        m = RBM(6, 3, generator=gen(0))
+        state = fit(m, data, estimator=PCD(1, n_chains=7), epochs=3, lr=0.1, generator=gen(2),
+                    **kw)
+        return m, state
+
+    a, sa = train(loader)
+    b, _ = train(batches)
+    for name in NAMES:
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    assert [h["epoch"] for h in sa.history] == [1, 2, 3] and sa.step == 15
+    # the visible biases start at the base rates of all the data, streamed
+    c = RBM(6, 3)
+    c.init_visible_bias(x)
+    fresh = RBM(6, 3)
+    fit(fresh, loader, epochs=1, lr=0.0)
+    torch.testing.assert_close(fresh.visible_bias, c.visible_bias)
+
+    # interrupted inside an epoch, resumed from the run folder: the same model
+    class Interrupt(Callback):
+        def on_batch_end(self, state):
+            if state.step == 7:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    _, stopped = train(loader, callbacks=[Checkpoint(tmp_path), Interrupt()])
+    assert stopped.interrupted and stopped.batch == 2
+    r, _ = train(loader, callbacks=[Checkpoint(tmp_path)], resume=tmp_path)
+    for name in NAMES:
+        assert torch.equal(getattr(r, name), getattr(a, name))
+
+
+@pytest.mark.parametrize("data,message", [
+    (iter([torch.zeros(4, 6)]), "can be passed over only once"),
+    ([], "data: expected at least one batch"),
+    (["abc"], "got batch 0 as a str"),
+    ([torch.zeros(4, 5)], r"data: expected shape \(n, 6\)"),
+    ({"x": 1}, "data: expected a tensor"),
+])
+def test_fit_names_bad_batches(data, message):
+    with pytest.raises(ValueError, match=message):
+        fit(RBM(6, 3), data, epochs=1)

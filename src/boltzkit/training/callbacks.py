@@ -128,9 +128,9 @@ class Progress(Callback):
     def on_fit_start(self, state):
         from tqdm.auto import tqdm
 
-        total = state.config.get("n_batches", 0) * state.epochs
-        self.bar = tqdm(total=total, unit="batch", dynamic_ncols=True,
-                        initial=state.epoch * state.config.get("n_batches", 0) + state.batch,
+        per_epoch = state.config.get("n_batches")  # None: batches of unknown number
+        self.bar = tqdm(total=per_epoch * state.epochs if per_epoch else None, unit="batch",
+                        dynamic_ncols=True, initial=state.epoch * (per_epoch or 0) + state.batch,
                         bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                                    "[{elapsed}<{remaining}{postfix}]")
         self._describe(state)

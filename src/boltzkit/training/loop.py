@@ -144,6 +144,14 @@ class _DeferSignals:
         return False
 
 
+def _data(fingerprint) -> str:
+    """A data fingerprint in words, for messages."""
+    if isinstance(fingerprint, list) and len(fingerprint) == 4:
+        return (f"{fingerprint[0]} x {fingerprint[1]}, checksums {fingerprint[2]:.6g}, "
+                f"{fingerprint[3]:.6g}")
+    return "batches from an iterable" if fingerprint == "batches" else str(fingerprint)
+
+
 def _resume_state(resume, model, estimator, generator, config, epochs) -> TrainState:
     """The state to continue from: a TrainState, or a state file or run folder to load."""
     if isinstance(resume, TrainState):
@@ -167,10 +175,9 @@ def _resume_state(resume, model, estimator, generator, config, epochs) -> TrainS
         have = state.config.get(key)
         if have is None:
             continue
-        if key == "data" and not same_data(have, want):
-            raise ValueError(f"resume: the run was trained on other data ({have[0]} x {have[1]}, "
-                             f"checksums {have[2]:.6g}, {have[3]:.6g}), this call gives "
-                             f"{want[0]} x {want[1]} (checksums {want[2]:.6g}, {want[3]:.6g})")
+        if key == "data" and have != want and not same_data(have, want):
+            raise ValueError(f"resume: the run was trained on other data ({_data(have)}), this "
+                             f"call gives {_data(want)}")
         if key != "data" and have != want:
             raise ValueError(f"resume: the run was trained with {key}={have}, this call asks for "
                              f"{key}={want}")
@@ -216,6 +223,94 @@ def _warm_start(initial, estimator, model):
                              f"{tuple(buf.shape)} matches no parameter of the model")
         buffers[name] = buf.detach().clone()
     return chains, buffers
+
+
+class _Batches:
+    """Where a run's batches come from: a tensor (or NumPy array) ``(n, n_visible)``, shuffled
+    by the run's generator every epoch, or a re-iterable of batches (a ``DataLoader``, a list of
+    tensors), taken in the order it gives them; batches that are tuples ``(x, ...)`` (what a
+    ``DataLoader`` over a ``TensorDataset`` yields) give ``x``.
+
+    ``rows``: the data (a tensor) or, for batches, the first rows (at most 1000) for monitors
+    and for starting persistent chains; ``n_batches``: per epoch (``None`` for batches without
+    a ``len``)."""
+
+    def __init__(self, model, data, estimator, batch_size):
+        import numpy as np
+
+        self.model, self.estimator, self.batch_size = model, estimator, batch_size
+        self.tensor = torch.is_tensor(data) or isinstance(data, np.ndarray)
+        if self.tensor:
+            self.data = self.rows = estimator.check_data(model, _tensor(data))
+            self.n_batches = math.ceil(self.rows.shape[0] / batch_size)
+            return
+        what = f"a {type(data).__name__}"
+        if isinstance(data, (str, bytes, dict)) or not hasattr(data, "__iter__"):
+            raise ValueError(f"data: expected a tensor (n, n_visible), a NumPy array or a "
+                             f"re-iterable of batches (a DataLoader), got {what}")
+        if iter(data) is data:
+            raise ValueError(f"data: expected a tensor (n, n_visible), a NumPy array or a "
+                             f"re-iterable of batches (a DataLoader, a list), got {what}, which "
+                             f"can be passed over only once")
+        self.data = data
+        self.n_batches = len(data) if hasattr(data, "__len__") else None
+        rows, count = [], 0
+        for raw in data:
+            x = self.batch(raw, len(rows))
+            rows.append(x)
+            count += x.shape[0]
+            if count >= 1000:
+                break
+        if not rows:
+            raise ValueError("data: expected at least one batch, got none")
+        self.rows = torch.cat(rows)[:1000]
+
+    def batch(self, raw, index: int) -> torch.Tensor:
+        if isinstance(raw, (tuple, list)) and raw and not isinstance(raw[0], (int, float)):
+            raw = raw[0]
+        if not (torch.is_tensor(raw) or hasattr(raw, "__array__")):
+            raise ValueError(f"data: expected a tensor (n, n_visible), a NumPy array or batches "
+                             f"of them, got batch {index} as a {type(raw).__name__}")
+        return self.estimator.check_data(self.model, _tensor(raw))
+
+    def mean(self) -> torch.Tensor:
+        """Per-feature mean of all the data ``(n_visible,)`` (one pass over batches)."""
+        if self.tensor:
+            return self.data.mean(0)
+        total, count = 0.0, 0
+        for i, raw in enumerate(self.data):
+            x = self.batch(raw, i)
+            total, count = total + x.sum(0, dtype=torch.float64), count + x.shape[0]
+        return (total / count).to(self.rows.dtype)
+
+    def epoch(self, state):
+        """The current epoch's batches from ``state.batch`` on (drawing the epoch's row order
+        first when it has none)."""
+        if self.tensor:
+            if state.perm is None:
+                state.batch = 0
+                g = state.generator
+                state.perm = torch.randperm(self.rows.shape[0], generator=g,
+                                            device=g.device).to(self.rows.device)
+            bs = self.batch_size
+            for b in range(state.batch, self.n_batches):
+                yield self.data.index_select(0, state.perm[b * bs:(b + 1) * bs])
+            return
+        for i, raw in enumerate(self.data):
+            if i >= state.batch:  # a resumed epoch skips what it had done
+                yield self.batch(raw, i)
+
+
+def _tensor(x):
+    """A NumPy array (or array-like) as a tensor; tensors as they are."""
+    if torch.is_tensor(x):
+        return x
+    import numpy as np
+
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"data: expected real numbers, got dtype {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] = None,
@@ -315,14 +410,13 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
         if generator is None:
             generator = initial_state.generator
     schedule = make_schedule(lr_schedule)
-    data = estimator.check_data(model, data)
-    n = data.shape[0]
-    n_batches = math.ceil(n / batch_size)
-    total = epochs * n_batches
+    source = _Batches(model, data, estimator, batch_size)
+    data, n_batches = source.rows, source.n_batches
     config = {"estimator": repr(estimator), "update": update.config(),
               "batch_size": batch_size, "lr": float(lr),
               "lr_schedule": _schedule_name(lr_schedule), "n_batches": n_batches,
-              "data": data_fingerprint(data), "model": type(model).__name__}
+              "data": data_fingerprint(data) if source.tensor else "batches",
+              "model": type(model).__name__}
     params = dict(model.named_parameters())
     constrain = getattr(model, "constrain_", None)
     with torch.no_grad():
@@ -334,7 +428,7 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                 generator = torch.Generator(device=data.device)
                 generator.manual_seed(0)
             if init_visible_bias:
-                model.init_visible_bias(data)
+                model.init_visible_bias(source.mean().unsqueeze(0))
             if constrain is not None:
                 constrain()
             state = TrainState(model=model, generator=generator, epochs=epochs, config=config,
@@ -358,20 +452,23 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
     # back to when training diverges
     good = {k: p.detach().clone() for k, p in params.items()}
     good_at = f"epoch {state.epoch}" + (f", batch {state.batch}" if state.batch else "")
+    if source.tensor and state.batch and state.perm is None:
+        raise ValueError("resume: the state stands inside an epoch but has no row order")
     with torch.no_grad(), _DeferSignals(state, handle_signals):
         try:
             for cb in cbs:
                 cb.on_fit_start(state)
             while state.epoch < state.epochs and not (state.stop or state.interrupted):
                 t0 = time.perf_counter()
-                if state.perm is None:
-                    state.batch = 0
-                    perm = torch.randperm(n, generator=generator, device=generator.device)
-                    state.perm = perm.to(data.device)
-                while state.batch < n_batches and not state.interrupted:
+                finished = True
+                for batch in source.epoch(state):
+                    if state.interrupted:
+                        finished = False
+                        break
                     b = state.batch
-                    step_lr = lr * schedule((state.epoch * n_batches + b) / total)
-                    batch = data.index_select(0, state.perm[b * batch_size:(b + 1) * batch_size])
+                    step_lr = lr * schedule(
+                        (state.epoch * n_batches + b) / (state.epochs * n_batches)
+                        if n_batches else state.epoch / state.epochs)
                     state.consistent = False
                     if fused is not None:
                         stats, state.estimator_state = estimator.statistics(
@@ -392,7 +489,7 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                     for cb in cbs:
                         cb.on_batch_end(state)
                 state.seconds += time.perf_counter() - t0
-                if state.batch < n_batches:  # interrupted inside the epoch
+                if not finished:  # interrupted inside the epoch
                     break
                 why = runaway(model, limit, state.start_scale)
                 if why is not None:
@@ -402,6 +499,8 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                     raise DivergenceError(
                         f"training diverged in epoch {state.epoch + 1}: {why}; the model is "
                         f"back at {good_at} (lower the learning rate, currently {lr:g})")
+                if not source.tensor and state.epoch == 0 and n_batches is None:
+                    state.config["n_batches"] = state.batch  # learnt from the first pass
                 state.epoch, state.batch, state.perm = state.epoch + 1, 0, None
                 state.history.append({"epoch": state.epoch, "lr": state.lr,
                                       "seconds": state.seconds})

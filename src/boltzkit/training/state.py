@@ -317,8 +317,9 @@ def _build(path: Path, tensors: dict, meta: dict, model) -> TrainState:
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise ValueError(f"training state: {path} has an invalid 'history' record")
     perm = tensors.get("perm")
-    if (perm is None) != (batch == 0) or (perm is not None and (perm.dim() != 1 or
-                                                                perm.dtype != torch.int64)):
+    # a run on a tensor keeps its epoch's row order while inside an epoch; a run on batches
+    # from an iterable (a DataLoader) has none: fit checks which it is
+    if perm is not None and (batch == 0 or perm.dim() != 1 or perm.dtype != torch.int64):
         raise ValueError(f"training state: {path}: the row order does not match its position "
                          f"(epoch {epoch}, batch {batch})")
     gstate = tensors.get("generator")
