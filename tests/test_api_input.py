@@ -165,3 +165,20 @@ def test_the_package_ships_its_type_hints():
     from importlib import resources
 
     assert resources.files("boltzkit").joinpath("py.typed").is_file()
+
+
+@pytest.mark.parametrize("bad,message", [
+    (torch.zeros(3, 7), r"s: expected shape \(n, 8\), got \(3, 7\)"),
+    (torch.zeros(8), r"s: expected shape \(n, 8\), got \(8,\)"),
+    (torch.full((3, 8), float("nan")), "s: expected finite values, found NaN"),
+    (torch.full((3, 8), 3.0), "s: bernoulli units take values in"),
+    (np.zeros((3, 8), dtype=complex), "s: expected real numbers"),
+    ([[0.0] * 8], "s: expected a tensor of shape"),
+])
+def test_boltzmann_machine_methods_check_their_input(bad, message):
+    bm = BoltzmannMachine(5, 3, init_std=0.1)
+    for call in (bm.energy, bm.field, bm.conditional_mean):
+        with pytest.raises(ValueError, match=message):
+            call(bad)
+    s = (torch.rand(4, 8, generator=gen(6)) < 0.5).float()
+    assert torch.equal(bm.energy(s.numpy()), bm.energy(s, check=False))

@@ -161,3 +161,30 @@ def _plain_config(module) -> dict:
 
 def _record_config(module, state_dict, prefix, local_metadata):
     local_metadata["boltzkit_config"] = _plain_config(module)
+
+
+def as_states(x, *, units, width: int, name: str, relaxed: bool, like: torch.Tensor,
+              stacked: bool = False) -> torch.Tensor:
+    """A batch of a layer's states checked and in ``like``'s dtype and device: a tensor or NumPy
+    array of shape ``(m, width)`` (``(..., m, width)`` when ``stacked``), real, at least one
+    row, finite and on the units' support (its convex hull when ``relaxed``). One
+    ``ValueError`` naming ``name`` otherwise: what every model's input checks share."""
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: expected real numbers, got a NumPy array of dtype "
+                             f"{x.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not torch.is_tensor(x):
+        raise ValueError(f"{name}: expected a tensor of shape (n, {width}), "
+                         f"got {type(x).__name__}")
+    if x.is_complex():
+        raise ValueError(f"{name}: expected real numbers, got a {x.dtype} tensor")
+    if (x.dim() != 2 and not (stacked and x.dim() > 2)) or x.shape[-1] != width:
+        raise ValueError(f"{name}: expected shape (n, {width}), got {tuple(x.shape)}")
+    if x.shape[-2] == 0:
+        raise ValueError(f"{name}: expected at least one row, got an empty batch")
+    x = x.to(device=like.device, dtype=like.dtype)
+    units.check(x, name, relaxed)
+    return x

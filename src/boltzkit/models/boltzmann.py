@@ -38,7 +38,7 @@ from torch import nn
 
 from .._validation import integer, real
 from ..units import Units, get_units
-from ._validation import ConfigChecked, check_symmetric, check_values, config_bool, \
+from ._validation import ConfigChecked, as_states, check_symmetric, check_values, config_bool, \
     config_int, config_keys, config_positive_number, config_spec, first_bad
 
 __all__ = ["BoltzmannMachine", "BINARY_UNITS"]
@@ -259,42 +259,38 @@ class BoltzmannMachine(ConfigChecked):
         return self
 
     # -- input checks -------------------------------------------------------------------------
-    def check_states(self, s, name: str = "states") -> torch.Tensor:
+    def check_states(self, s, name: str = "states", relaxed: bool = False) -> torch.Tensor:
         """Check joint states: shape ``(m, n)`` (or ``(..., m, n)``), finite, in the units'
-        support; returned in the model's dtype and device."""
-        return self._check(s, self.n_units, name)
+        support (``relaxed``: its convex hull); returned in the model's dtype and device."""
+        return as_states(s, units=self.units, width=self.n_units, name=name, relaxed=relaxed,
+                         like=self.weight, stacked=True)
 
-    def check_visible(self, v, name: str = "v") -> torch.Tensor:
+    def check_visible(self, v, name: str = "v", relaxed: bool = False) -> torch.Tensor:
         """Check visible states: shape ``(m, n_visible)``, at least one row, on the support."""
-        return self._check(v, self.n_visible, name)
-
-    def _check(self, x, width: int, name: str) -> torch.Tensor:
-        if not torch.is_tensor(x):
-            raise ValueError(f"{name}: expected a tensor of shape (m, {width}), "
-                             f"got {type(x).__name__}")
-        if x.dim() < 2 or x.shape[-1] != width:
-            raise ValueError(f"{name}: expected shape (m, {width}), got {tuple(x.shape)}")
-        if x.shape[-2] == 0:
-            raise ValueError(f"{name}: expected at least one row, got an empty batch")
-        x = x.to(device=self.weight.device, dtype=self.weight.dtype)
-        self.units.check(x, name)
-        return x
+        return as_states(v, units=self.units, width=self.n_visible, name=name,
+                         relaxed=relaxed, like=self.weight, stacked=True)
 
     # -- fields and energies ------------------------------------------------------------------
-    def field(self, s: torch.Tensor) -> torch.Tensor:
+    def field(self, s: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """Local fields ``b + s W`` (each unit's energy gap ΔE_i), shape of ``s`` ``(m, n)``
-        (``(R, m, n)`` for a stack)."""
+        (``(R, m, n)`` for a stack). ``s`` is checked (shape, finite, within the units' values
+        or between them) unless ``check=False``, as in :meth:`energy`."""
+        if check:
+            s = self.check_states(s, "s", relaxed=True)
         return torch.matmul(s, self.weight) + self.bias.unsqueeze(-2)
 
-    def conditional_mean(self, s: torch.Tensor, temperature: Optional[float] = None
-                         ) -> torch.Tensor:
+    def conditional_mean(self, s: torch.Tensor, temperature: Optional[float] = None, *,
+                         check: bool = True) -> torch.Tensor:
         """E[s_i | all other units] for every unit i, shape ``(m, n)``."""
         t = self.temperature if temperature is None else _temperature(temperature)
-        return self.units.mean(self.field(s), 1.0 / t)
+        return self.units.mean(self.field(s, check=check), 1.0 / t)
 
-    def energy(self, s: torch.Tensor) -> torch.Tensor:
+    def energy(self, s: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """``E(s) = -½ sᵀWs - b·s``, shape ``(m,)`` (``(R, m)`` for a stack; temperature does
-        not enter the energy)."""
+        not enter the energy). ``s`` is checked unless ``check=False`` (what samplers and the
+        exact sums, which pass the machine's own states, use)."""
+        if check:
+            s = self.check_states(s, "s", relaxed=True)
         return -(0.5 * (torch.matmul(s, self.weight) * s).sum(-1)
                  + (s * self.bias.unsqueeze(-2)).sum(-1))
 
@@ -303,5 +299,5 @@ class BoltzmannMachine(ConfigChecked):
         """Set the visible biases so that the visible units alone (zero weights) reproduce the
         data's per-unit means at the model's temperature: ``T log p/(1-p)`` for 0/1 units,
         ``T atanh(m)`` for spins. ``data``: ``(m, n_visible)``."""
-        mean = data.to(self.weight.device, self.weight.dtype).mean(0)
+        mean = self.check_visible(data, "data", relaxed=True).mean(0)
         self.bias[..., : self.n_visible] = self.units.init_bias(mean) * self.temperature

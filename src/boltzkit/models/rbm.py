@@ -28,13 +28,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import torch
 from torch import nn
 
 from .._validation import integer, real
 from ..units import Beta, Units, get_units, row_beta
-from ._validation import ConfigChecked, config_int, config_keys, config_spec
+from ._validation import ConfigChecked, as_states, config_int, config_keys, config_spec
 
 __all__ = ["RBM"]
 
@@ -202,23 +201,8 @@ class RBM(ConfigChecked):
         return self._check(h, self.hidden, self.n_hidden, name, relaxed)
 
     def _check(self, x, units, width, name, relaxed):
-        if isinstance(x, np.ndarray):
-            if x.dtype.kind not in "biuf":
-                raise ValueError(f"{name}: expected real numbers, got a NumPy array of dtype "
-                                 f"{x.dtype}")
-            x = torch.from_numpy(np.ascontiguousarray(x))
-        if not torch.is_tensor(x):
-            raise ValueError(f"{name}: expected a tensor of shape (n, {width}), "
-                             f"got {type(x).__name__}")
-        if x.is_complex():
-            raise ValueError(f"{name}: expected real numbers, got a {x.dtype} tensor")
-        if x.dim() != 2 or x.shape[1] != width:
-            raise ValueError(f"{name}: expected shape (n, {width}), got {tuple(x.shape)}")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name}: expected at least one row, got an empty batch")
-        x = x.to(device=self.weight.device, dtype=self.weight.dtype)
-        units.check(x, name, relaxed)
-        return x
+        return as_states(x, units=units, width=width, name=name, relaxed=relaxed,
+                         like=self.weight)
 
     def _visible_in(self, v, check: bool, name: str = "v"):
         return self.check_visible(v, name, relaxed=True) if check else v
