@@ -53,11 +53,17 @@ def test_seeds(seed, model_file, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["train", "--hidden", "2000000000"], "--hidden 2000000000: the model's tensors need about"),
+    (["train", "--hidden", "2000000000"], "--hidden 2000000000: the model's tensors would take about"),
     (["train", "--model", "bm", "--hidden", "1000000"], "--hidden 1000000: the model's tensors"),
     (["sample", "MODEL", "--n", "10000000000", "--out", "OUT/s.npy"], "--n 10000000000: the sam"),
     (["encoder", "100000-2-100000"], "encoder 100000-2-100000 with --runs 250: the machines"),
-    (["hopfield", "capacity", "--n", "1000000", "--out", "OUT/cap"], "--n 1000000: the networks"),
+    (["hopfield", "capacity", "--n", "1000000", "--out", "OUT/cap"], "--n 1000000 and --loads up"),
+    (["hopfield", "capacity", "--loads", "0.5,1e9", "--out", "OUT/cap"], "--loads up to 200000000001"),
+    (["train", "--method", "pcd", "--chains", "1000000000000"], "--chains 1000000000000: the ch"),
+    (["evaluate", "MODEL", "--chains", "1000000000000"], "--chains 1000000000000: the AIS"),
+    (["evaluate", "MODEL", "--betas", "34000000000"], "--betas 34000000000: the annealing"),
+    (["toy", "--chains", "1000000000000"], "--chains 1000000000000: the chains"),
+    (["bm", "mnist", "--hidden", "100000000", "--out", "OUT/bm"], "--hidden 100000000: the mach"),
     (["hopfield", "spurious", "--n", "1000000"], "--n 1000000: the network and its starts"),
 ])
 def test_impossible_sizes(args, needle, model_file, tmp_path, capsys):
@@ -115,3 +121,73 @@ def test_data_files(tmp_path, capsys):
 def test_hopfield_recall_asks_for_more_images_than_there_are(capsys, tmp_path):
     refused(capsys, ["hopfield", "recall", "--dataset", "digits", "--n-patterns", "1798",
                      "--out", str(tmp_path / "r.png")], "--n-patterns: digits (all) has 1797")
+
+
+@pytest.mark.parametrize("args,needle", [
+    ([], "expected a command: train, sample"),
+    (["hopfield"], "expected a command: capacity, recall, spurious"),
+    (["bm"], "expected an experiment: mnist"),
+    (["toy", "--chains", "0"], "--chains: expected a positive integer"),
+    (["toy", "--epochs", "0"], "--epochs: expected a positive integer"),
+    (["train", "--visible-units", "foo"], "--visible-units: expected one of"),
+    (["train", "--hidden-units", "softmax:abc"], "--hidden-units: expected one of"),
+    (["train", "--method", "cd", "--chains", "50"], "--chains: --method cd starts its chains"),
+    (["train", "--visible-units", "gaussian", "--binarize", "sample"], "--binarize: gaussian"),
+    (["train", "--model", "bm", "--rule", "sign", "--momentum", "0.9"], "--momentum: --rule sign"),
+    (["train", "--out", "OUT/" + "n" * 300], "File name too long"),
+])
+def test_options_are_named(args, needle, tmp_path, capsys):
+    args = [a.replace("OUT", str(tmp_path)) for a in args]
+    refused(capsys, args, needle)
+
+
+def test_a_hand_edited_or_foreign_run_is_refused_unchanged(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", "--hidden", "2", "--no-progress",
+                 "--sample-steps", "1"]) == 0
+    record = json.loads((run / "run.json").read_text())
+    for key, value, needle in [("model", "xyz", "--model: expected one of rbm, bm"),
+                               ("lr_schedule", "wobbly", "--lr-schedule: expected one of"),
+                               ("hidden", "4", "--hidden: expected a positive integer")]:
+        edited = dict(record, settings=dict(record["settings"], **{key: value}))
+        (run / "run.json").write_text(json.dumps(edited))
+        before = (run / "run.json").read_bytes()
+        refused(capsys, ["train", "--resume", str(run)], needle)
+        assert (run / "run.json").read_bytes() == before
+    # a training state from another run: refused, and run.json is left as it was
+    other = tmp_path / "other"
+    assert main(["train", "--out", str(other), "--epochs", "1", "--hidden", "3", "--no-progress",
+                 "--sample-steps", "1"]) == 0
+    (run / "run.json").write_text(json.dumps(record))
+    (other / "train_state.safetensors").replace(run / "train_state.safetensors")
+    before = (run / "run.json").read_bytes()
+    refused(capsys, ["train", "--resume", str(run), "--epochs", "2"], "belongs to a RBM")
+    assert (run / "run.json").read_bytes() == before
+
+
+def test_a_run_that_diverges_before_any_epoch_leaves_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    refused(capsys, ["train", "--out", str(run), "--lr", "1e30", "--no-progress"],
+            "training diverged in epoch 1")
+    assert not run.exists()
+
+
+def test_a_machine_without_hidden_units_trains(tmp_path, capsys):
+    x = (np.random.default_rng(0).random((30, 6)) < 0.5).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["train", "--model", "bm", "--hidden", "0", "--data", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "run"), "--epochs", "2", "--settle", "1", "--collect",
+                 "1", "--no-progress", "--sample-steps", "1"]) == 0
+
+
+def test_an_npy_header_promising_more_than_the_file_holds(tmp_path, capsys):
+    import numpy.lib.format as npf
+
+    with open(tmp_path / "huge.npy", "wb") as f:
+        npf.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                       "shape": (4_000_000_000_000, 4)})
+        f.write(b"\0" * 64)
+    refused(capsys, ["train", "--data", str(tmp_path / "huge.npy"), "--out",
+                     str(tmp_path / "run")], "huge.npy is truncated: its header says")

@@ -219,7 +219,7 @@ def cli_args(method, data, out):
     if method == "two-phase":
         return args + ["--model", "bm", "--hidden", "3", "--settle", "2", "--collect", "1",
                        "--chains", "10"]
-    return args + ["--method", method, "--chains", "8"]
+    return args + ["--method", method] + (["--chains", "8"] if method == "pcd" else [])
 
 
 def run_child(mode, when, args):

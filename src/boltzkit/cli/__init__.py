@@ -30,7 +30,43 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    _record_options(parser)
     return parser
+
+
+def _record_options(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub)command's namespace ``_options``: its options' destinations and flags,
+    so that a library error naming an argument (``epochs: ...``) can be shown with the flag
+    the user typed (``--epochs: ...``)."""
+    options = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _record_options(child)
+        elif action.option_strings and action.dest not in ("help", "version"):
+            options[action.dest] = max(action.option_strings, key=len)
+    parser.set_defaults(_options=options)
+
+
+def needs_subcommand(parser: argparse.ArgumentParser, what: str = "a command"):
+    """The ``func`` of a command group called without its subcommand: its help, then one
+    error line naming the choices (exit status 2)."""
+    def func(args) -> int:
+        parser.print_help()
+        choices = ", ".join(parser._subparsers._group_actions[0].choices)
+        raise ValueError(f"expected {what}: {choices}")
+    return func
+
+
+def _name_option(message: str, args) -> str:
+    """``message`` with a leading argument name replaced by the command's flag for it (through
+    the command's ``_aliases`` where the library's name differs from the flag's)."""
+    key, sep, rest = message.partition(": ")
+    if not sep or not key.isidentifier():
+        return message
+    key = getattr(args, "_aliases", {}).get(key, key)
+    flag = getattr(args, "_options", {}).get(key)
+    return f"{flag}: {rest}" if flag else message
 
 
 class _Terminated(KeyboardInterrupt):
@@ -46,6 +82,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
+        commands = ", ".join(parser._subparsers._group_actions[0].choices)
+        print(f"boltzkit: error: expected a command: {commands}", file=sys.stderr)
         return 2
     # SIGTERM unwinds like Ctrl-C (training defers both to the next batch boundary itself)
     old = signal.signal(signal.SIGTERM, _terminate) \
@@ -53,7 +91,23 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
-        print(f"boltzkit: error: {err}", file=sys.stderr)
+        print(f"boltzkit: error: {_name_option(str(err), args)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system said no (a name too long, a full disk, ...)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"boltzkit: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("boltzkit: error: out of memory (ask for smaller sizes)", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # torch's allocators: a size no check foresaw
+        text = str(err)
+        if "allocate" not in text and "out of memory" not in text:
+            raise
+        said = next((part.strip() for part in text.split(":") if "tried to allocate" in part),
+                    text.splitlines()[0])
+        print(f"boltzkit: error: out of memory ({said}); ask for smaller sizes",
+              file=sys.stderr)
         return 2
     except _Terminated:
         print("boltzkit: terminated", file=sys.stderr)

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import checks
+from . import checks, needs_subcommand
 
 __all__ = ["register"]
 
@@ -60,8 +60,8 @@ def register(sub) -> None:
     m.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     m.add_argument("--out", default=None, help="output folder (default: runs/bm-mnist-TIME)")
     m.add_argument("--progress", action="store_true", help="show progress bars")
-    m.set_defaults(func=_mnist)
-    bm.set_defaults(func=lambda args: (bm.print_help(), 2)[1])
+    m.set_defaults(func=_mnist, _aliases={"n_hidden": "hidden"})
+    bm.set_defaults(func=needs_subcommand(bm, "an experiment"))
 
 
 def _ints(text: str, name: str) -> list:
@@ -146,6 +146,9 @@ def _mnist(args) -> int:
     if len(settle) != 3 or min(settle) < 0:
         raise ValueError(f"settle: expected three sweep counts >= 0, got {args.settle!r}")
     checks.seed(args.seed)
+    if args.hidden >= 0:  # (negative sizes are refused by name further on)
+        units = 14 * 14 + args.hidden
+        checks.memory(4 * 10 * units * units, f"--hidden {args.hidden}: the machines")
     out = checks.output_folder(args.out or f"runs/bm-mnist-{time.strftime('%Y%m%d-%H%M%S')}",
                                "--out")
     metrics = run_mnist_experiment(

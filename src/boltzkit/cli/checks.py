@@ -119,8 +119,8 @@ def memory(n_bytes: float, what: str, dev: torch.device = torch.device("cpu")) -
     """Refuse, before allocating anything, work whose tensors need more than the device has."""
     have = available_memory(dev)
     if n_bytes > have:
-        raise ValueError(f"{what} need about {_size(n_bytes)}, and {dev} has {_size(have)} "
-                         f"available")
+        raise ValueError(f"{what} would take about {_size(n_bytes)}, and {dev} has "
+                         f"{_size(have)} available")
 
 
 def _size(n: float) -> str:
@@ -132,8 +132,12 @@ def _size(n: float) -> str:
 
 
 def free_space(folder: Path, n_bytes: int, option: str) -> None:
-    """Refuse when ``folder``'s file system has less than ``n_bytes`` free."""
-    free = shutil.disk_usage(folder).free
+    """Refuse when ``folder``'s file system (that of its nearest existing ancestor, if it is
+    still to be made) has less than ``n_bytes`` free."""
+    where = Path(folder)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
     if free < n_bytes:
         raise ValueError(f"{option}: {folder} has {_size(free)} free, the files need about "
                          f"{_size(n_bytes)}")

@@ -91,6 +91,11 @@ def evaluate_command(args) -> int:
         raise ValueError(f"model: 'boltzkit evaluate' evaluates RBMs, {args.model} holds a "
                          f"{meta['model']}")
     model = load(args.model, device=device)
+    # AIS keeps every chain's visible and hidden states and their fields, and the schedule
+    betas = args.betas if args.betas is not None else 14500
+    checks.memory(8 * 4 * args.chains * (model.n_visible + model.n_hidden),
+                  f"--chains {args.chains}: the AIS chains", device)
+    checks.memory(8 * 2 * betas, f"--betas {betas}: the annealing schedule")
     # the model file's record (or, for a file without one, the plain rules for its units),
     # with this command's binarisation: likelihoods need data on the units' support
     prep = meta["preparation"] or bdata.Preparation(model.visible, n_features=model.n_visible)

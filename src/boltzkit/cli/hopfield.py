@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
-from . import checks
+from . import checks, needs_subcommand
 
 __all__ = ["register"]
 
@@ -49,8 +50,8 @@ def _loads(text: str) -> list:
         loads = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated loads, got {text!r}") from None
-    if not loads or min(loads) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive loads p/N, got {text!r}")
+    if not loads or not all(math.isfinite(x) and x > 0 for x in loads):
+        raise argparse.ArgumentTypeError(f"expected finite positive loads p/N, got {text!r}")
     return loads
 
 
@@ -72,7 +73,7 @@ def register(subparsers) -> None:
     top = subparsers.add_parser("hopfield", help="Hopfield networks: capacity and recall",
                                 description="Hopfield network experiments.")
     sub = top.add_subparsers(dest="hopfield_command", metavar="COMMAND")
-    top.set_defaults(func=lambda args: (top.print_help(), 2)[1])
+    top.set_defaults(func=needs_subcommand(top))
 
     cap = sub.add_parser(
         "capacity", help="recall against load p/N for the storage rules",
@@ -139,9 +140,11 @@ def _capacity(args) -> int:
     if args.n < 2:
         raise ValueError(f"--n: expected at least 2 units, got {args.n}")
     checks.seed(args.seed)
-    # a network's weights and the trials' states, a few copies each
-    checks.memory(4 * 4 * (args.n * args.n + args.trials * args.n * args.n),
-                  f"--n {args.n}: the networks")
+    # a network's weights and the trials' patterns and states, a few copies each (the
+    # pseudo-inverse rule also inverts a p x p overlap matrix)
+    p_max = int(max(args.loads or [0.98]) * args.n) + 1  # the default loads end at 0.98
+    checks.memory(4 * 4 * (args.n * args.n + args.trials * (p_max * args.n + p_max * p_max)),
+                  f"--n {args.n} and --loads up to {p_max} patterns: the networks")
     out = checks.output_folder(args.out, "--out")
     if not args.json:
         print(f"Hopfield capacity: N = {args.n}, {args.trials} networks per load, seed "
@@ -257,7 +260,8 @@ def _spurious(args) -> int:
     if args.n < 2:
         raise ValueError(f"--n: expected at least 2 units, got {args.n}")
     checks.seed(args.seed)
-    checks.memory(4 * 4 * (args.n * args.n + (args.starts + args.n_patterns) * args.n),
+    checks.memory(4 * 4 * (args.n * args.n + (args.starts + args.n_patterns) * args.n
+                           + args.n_patterns * args.n_patterns),
                   f"--n {args.n}: the network and its starts")
     patterns = random_patterns(args.n_patterns, args.n,
                                torch.Generator().manual_seed(args.seed))

@@ -79,12 +79,10 @@ def sample_command(args) -> int:
     if meta["model"] != "RBM":
         raise ValueError(f"model: 'boltzkit sample' draws from RBMs, {args.model} holds a "
                          f"{meta['model']}")
-    cfg = meta["config"] if isinstance(meta["config"], dict) else {}
-    width = sum(v for v in (cfg.get("n_visible"), cfg.get("n_hidden"))
-                if isinstance(v, int) and not isinstance(v, bool))
+    model = load(args.model, device=device)  # checks the file's sizes before building it
     # the chains (visible, hidden, means, uniforms) and, for a picture, a grid of the samples
-    checks.memory(6 * 4 * args.n * width, f"--n {args.n}: the samples", device)
-    model = load(args.model, device=device)
+    checks.memory(6 * 4 * args.n * (model.n_visible + model.n_hidden),
+                  f"--n {args.n}: the samples", device)
     gen = torch.Generator(device=model.weight.device).manual_seed(args.seed)
     v, v_mean = draw_samples(model, args.n, args.steps, gen)
     result = (v_mean if args.mean else v).cpu()

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                    help="starting weights on the training states (default 0.75,0.3,-0.5), or "
                         "'random'")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
-    p.set_defaults(func=_toy)
+    p.set_defaults(func=_toy, _aliases={"n_chains": "chains"})
 
 
 def _fmt_state(s) -> str:
@@ -52,6 +52,8 @@ def _toy(args) -> int:
     from ..experiments.toy import run_all
 
     checks.seed(args.seed)
+    if args.chains > 0:  # (other sizes are refused by name further on)
+        checks.memory(4 * 32 * args.chains, f"--chains {args.chains}: the chains")
     runs = run_all(epochs=args.epochs, lr=args.lr, seed=args.seed, n_chains=args.chains,
                    weights=args.weights)
     if args.json:

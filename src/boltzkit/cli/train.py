@@ -123,20 +123,44 @@ def _resolve(settings: dict) -> dict:
     return s
 
 
+CHOICES = {"model": ("rbm", "bm"), "method": METHODS, "binarize": ("threshold", "sample", "none"),
+           "rule": ("sgd", "sign"), "lr_schedule": ("constant", "linear", "cosine")}
+
+
 def _check(s: dict) -> None:
-    """One line naming the option, before anything is loaded or written."""
+    """One line naming the option, before anything is loaded or written (the settings may come
+    from a hand-edited run.json, so types and choices are checked too)."""
+    from ..units import get_units
+
+    def option(name):
+        return "--" + name.replace("_", "-")
+
+    for name, allowed in CHOICES.items():
+        if s[name] not in allowed:
+            raise ValueError(f"{option(name)}: expected one of {', '.join(allowed)}, got "
+                             f"{s[name]!r}")
+    for name in ("data", "split", "device", "visible_units", "hidden_units"):
+        if not isinstance(s[name], str):
+            raise ValueError(f"{option(name)}: expected text, got {s[name]!r}")
+    for name in ("visible_units", "hidden_units"):
+        try:
+            get_units(s[name])
+        except ValueError as err:
+            raise ValueError(f"{option(name)}: {str(err).split(': ', 1)[-1]}") from None
     for name in ("hidden", "k", "epochs", "batch_size", "sample_steps", "settle", "collect"):
         v = s[name]
         low = 0 if name in ("settle",) or (name == "hidden" and s["model"] == "bm") else 1
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             want = "a positive integer" if low else "an integer >= 0"
-            raise ValueError(f"--{name.replace('_', '-')}: expected {want}, got {v}")
-    if s["chains"] is not None and (not isinstance(s["chains"], int) or s["chains"] < 1):
+            raise ValueError(f"{option(name)}: expected {want}, got {v}")
+    if s["chains"] is not None and (not isinstance(s["chains"], int) or
+                                    isinstance(s["chains"], bool) or s["chains"] < 1):
         raise ValueError(f"--chains: expected a positive integer, got {s['chains']}")
     for name in ("lr", "momentum", "weight_decay"):
         v = s[name]
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ValueError(f"--{name.replace('_', '-')}: expected a finite number >= 0, got {v}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                or v < 0:
+            raise ValueError(f"{option(name)}: expected a finite number >= 0, got {v}")
     if not s["momentum"] < 1:
         raise ValueError(f"--momentum: expected a value in [0, 1), got {s['momentum']}")
     checks.seed(s["seed"])
@@ -150,12 +174,21 @@ def _check(s: dict) -> None:
                              f"{s['visible_units']}")
     if s["rule"] == "sign" and s["model"] != "bm":
         raise ValueError("--rule sign: the 1985 sign rule is for --model bm")
-    # options of the other model are refused rather than ignored
-    other = (("hidden_units", "k") if s["model"] == "bm" else ("settle", "collect"))
-    for name in other:
-        if s[name] != TRAIN_DEFAULTS[name]:
-            raise ValueError(f"--{name.replace('_', '-')}: not an option of --model "
-                             f"{s['model']}")
+    # options that would be ignored are refused: those of the other model, of another method,
+    # of another rule, of other units
+    unused = {"hidden_units": s["model"] == "bm", "k": s["model"] == "bm",
+              "settle": s["model"] != "bm", "collect": s["model"] != "bm",
+              "chains": s["method"] == "cd",
+              "momentum": s["rule"] == "sign",
+              "binarize": s["visible_units"].split(":")[0] not in ("bernoulli", "binary",
+                                                                    "spin", "ising")}
+    for name, ignored in unused.items():
+        if ignored and s[name] != TRAIN_DEFAULTS[name]:
+            why = {"chains": "--method cd starts its chains at the data",
+                   "momentum": "--rule sign takes fixed steps",
+                   "binarize": f"{s['visible_units']} visible units take the data as they are"
+                   }.get(name, f"not an option of --model {s['model']}")
+            raise ValueError(f"{option(name)}: {why}")
 
 
 # -- the run folder --------------------------------------------------------------------------
@@ -193,6 +226,28 @@ def _read_run(folder: Path) -> dict:
     return settings
 
 
+class _RunFile(Callback):
+    """Writes run.json (the run's settings) when training starts."""
+
+    def __init__(self, path, settings):
+        self.path, self.settings = path, settings
+
+    def on_fit_start(self, state):
+        _write_json(self.path, {"settings": self.settings})
+
+
+def _remove_run(folder: Path, created: bool) -> None:
+    """Remove the files a run that produced nothing wrote (and its folder, if this run made
+    it)."""
+    for name in RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+    if created:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
 class _MetricsWriter(Callback):
     """Rewrites metrics.json after every epoch (atomically), so a killed run keeps its figures."""
 
@@ -225,6 +280,8 @@ def _build(s: dict, device: torch.device):
     weights = n * n if s["model"] == "bm" else x.shape[1] * s["hidden"]
     checks.memory(5 * 4 * weights + 4 * x.numel(), f"--hidden {s['hidden']}: the model's tensors",
                   device)
+    if s["chains"]:
+        checks.memory(4 * 4 * s["chains"] * n, f"--chains {s['chains']}: the chains", device)
     if s["model"] == "bm":
         model = BoltzmannMachine(x.shape[1], s["hidden"], s["visible_units"], init_std=0.01,
                                  generator=gen)
@@ -254,9 +311,6 @@ def _need_bytes(model, n_chains: int) -> int:
 
 # -- the command -----------------------------------------------------------------------------
 def train_command(args) -> int:
-    from ..io import FolderLock
-    from ..training import Checkpoint, TrainState, fit
-
     given = _given(args)
     if args.resume is not None:
         if args.out is not None or args.overwrite:
@@ -274,6 +328,20 @@ def train_command(args) -> int:
     _check(s)
     device = checks.device(s["device"])
     option = "--resume" if args.resume is not None else "--out"
+    run = {"created": False, "empty": False}
+    try:
+        return _train(args, given, s, folder, device, option, run)
+    except FloatingPointError:
+        if run["empty"]:  # diverged before any epoch finished: nothing to keep
+            _remove_run(folder, run["created"])
+        raise
+
+
+def _train(args, given, s, folder, device, option, run: dict) -> int:
+    """The run itself, with its folder locked; ``run`` says what a failure should clean up."""
+    from ..io import FolderLock
+    from ..training import Checkpoint, TrainState, fit
+
     with contextlib.ExitStack() as held:
         # a folder that exists is locked first: a live run there is named as such, before any
         # data are loaded
@@ -285,10 +353,11 @@ def train_command(args) -> int:
                              f"{folder}, or start over with --overwrite")
         checks.output_folder(folder, option)
         ds, prep, x, model, estimator, update, gen = _build(s, device)
+        checks.free_space(folder, _need_bytes(model, s["chains"] or 100), option)
+        run["created"] = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
         if not locked:
             held.enter_context(FolderLock(folder, what=option))
-        checks.free_space(folder, _need_bytes(model, s["chains"] or 100), option)
         state_file = folder / "train_state.safetensors"
         resume = None
         if args.resume is not None:
@@ -312,17 +381,24 @@ def train_command(args) -> int:
         elif args.overwrite:
             for name in RUN_FILES:
                 (folder / name).unlink(missing_ok=True)
-        _write_json(folder / RUN_FILE, {"settings": s})
         meta = {"settings": s, "dataset": ds.name,
                 "image_shape": list(ds.image_shape) if ds.image_shape else None}
-        callbacks = [Checkpoint(folder, metadata=meta, preparation=prep),
+        # run.json is written once fit has accepted the run (a resume it refuses changes
+        # nothing), before the first batch
+        callbacks = [_RunFile(folder / RUN_FILE, s), Checkpoint(folder, metadata=meta,
+                                                                 preparation=prep),
                      _MetricsWriter(folder / "metrics.json", s)]
         print(f"training {_describe(model)} on {ds.name} ({x.shape[0]} rows), {estimator}, "
               f"{s['epochs']} epochs -> {folder}")
-        state = fit(model, x, estimator=estimator, update=update, epochs=s["epochs"],
-                    batch_size=s["batch_size"], lr=s["lr"], lr_schedule=s["lr_schedule"],
-                    generator=gen, callbacks=callbacks, resume=resume,
-                    progress=not (args.no_progress or False))
+        try:
+            state = fit(model, x, estimator=estimator, update=update, epochs=s["epochs"],
+                        batch_size=s["batch_size"], lr=s["lr"], lr_schedule=s["lr_schedule"],
+                        generator=gen, callbacks=callbacks, resume=resume,
+                        progress=not (args.no_progress or False))
+        except FloatingPointError:
+            # (removed by train_command once the lock is released)
+            run["empty"] = args.resume is None and not (folder / "model.safetensors").exists()
+            raise
         if state.interrupted:
             where = f"epoch {state.epoch}" + (f" and {state.batch} batches of the next"
                                               if state.batch else "")

@@ -473,6 +473,24 @@ def _read_npy(path: Path) -> np.ndarray:
     if magic != b"\x93NUMPY":
         raise ValueError(f"data file: {path} is not a .npy file (it does not start with "
                          f"NumPy's header)")
+    # the header says what the array is: check it against the file before allocating
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as err:
+        raise ValueError(f"data file: {path} has a corrupt .npy header ({err})") from None
+    if dtype.hasobject:
+        raise ValueError(f"data file: {path} holds Python objects (an object array), which "
+                         f"boltzkit never unpickles; save a numeric array")
+    need = math.prod(shape) * dtype.itemsize
+    have = path.stat().st_size - offset
+    if need > have:
+        raise ValueError(f"data file: {path} is truncated: its header says {shape} of {dtype} "
+                         f"({need} bytes), the file holds {have} bytes of data")
     try:
         arr = np.load(path, allow_pickle=False)
     except ValueError as err:

@@ -41,6 +41,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from .._validation import integer, real
 from ..io import atomic_write, save
 from ..models.boltzmann import BoltzmannMachine
 from ..samplers import sequential as sq
@@ -74,6 +75,9 @@ def prepare_mnist(classes: Sequence[int] = (0, 1, 2), per_class: int = 1000,
     rows, labels = [], []
     for c in classes:
         idx = torch.nonzero(ds.labels == c).flatten()
+        if per_class > idx.shape[0]:
+            raise ValueError(f"per_class: class {c} has {idx.shape[0]} {split} images, got "
+                             f"{per_class}")
         pick = idx[torch.randperm(idx.shape[0], generator=generator)[:per_class]]
         rows.append(ds.data[pick])
         labels.append(ds.labels[pick])
@@ -182,11 +186,14 @@ def run_mnist_experiment(out_dir, *, classes: Sequence[int] = (0, 1, 2), per_cla
 def _run(out_dir, classes, per_class, n_hidden, epochs, batch_size, lr, settle, seed,
          n_filters, progress, log) -> dict:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     settle = dict(settle or DEFAULT_SETTLE)
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
+    for name, value in (("n_hidden", n_hidden), ("epochs", epochs), ("batch_size", batch_size)):
+        integer(value, name, 0 if name == "n_hidden" else 1)
+    real(lr, "lr", 0.0)
     data, labels, shape = prepare_mnist(classes, per_class, 2, g)
+    out.mkdir(parents=True, exist_ok=True)  # only once the settings and the data are good
     say = log or (lambda s: None)
     say(f"data: {data.shape[0]} images of classes {list(classes)}, {shape[0]}x{shape[1]} pixels "
         f"({time.perf_counter() - t0:.1f}s)")

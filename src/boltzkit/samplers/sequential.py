@@ -314,6 +314,8 @@ def step(model, state: SequentialState, generator: Optional[torch.Generator] = N
     if order == "probes":
         return _probe_sweep(p, state, free, generator)
     s, f = state.states, state.fields
+    if free.numel() == 0:  # everything clamped (a machine without hidden units, say)
+        return SequentialState(s.clone(), f.clone())
     theta = _thresholds(s.shape, p, generator, s.dtype, s.device)
     plan = _plan(free, order, block_size, generator)
     return _blocked_sweep(p, s, f, theta, plan, block_size)
