@@ -58,3 +58,105 @@ def real(value, name: str, minimum: Optional[float] = None, maximum: Optional[fl
 def probability(value, name: str) -> float:
     """``value`` as a float in [0, 1]."""
     return real(value, name, 0.0, 1.0)
+
+
+def boolean(value, name: str) -> bool:
+    """``value`` as a bool (True/False, or NumPy's bool); anything else is refused (a string
+    such as ``"no"`` would otherwise count as true)."""
+    if isinstance(value, bool):
+        return value
+    if type(value).__name__ == "bool_":  # numpy.bool_
+        return bool(value)
+    raise ValueError(f"{name}: expected True or False, got {_shown(value)}")
+
+
+MAX_SEED = 2 ** 63
+
+
+def seed(value, name: str = "seed") -> int:
+    """A seed a torch generator takes: an integer in [0, 2^63)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or \
+            not 0 <= value < MAX_SEED:
+        raise ValueError(f"{name}: expected an integer in [0, 2^63), got {_shown(value)}")
+    return int(value)
+
+
+def generator(value, name: str = "generator"):
+    """``value`` if it is a ``torch.Generator`` (or None)."""
+    import torch
+
+    if value is not None and not isinstance(value, torch.Generator):
+        raise ValueError(f"{name}: expected a torch.Generator, got {type(value).__name__}")
+    return value
+
+
+def device(value, name: str = "device"):
+    """A ``torch.device`` this machine has, from a device or its name (None stays None)."""
+    import torch
+
+    if value is None:
+        return None
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name}: expected cpu, cuda or cuda:N, got {_shown(value)}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name}: expected cpu, cuda or cuda:N, got {_shown(value)}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}: {value} asked for, but this PyTorch has no CUDA device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}: {value} asked for, this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def float_dtype(value, name: str = "dtype"):
+    """``torch.float32`` (for None) or ``torch.float64``: the precisions models hold."""
+    import torch
+
+    if value is None:
+        return torch.float32
+    if value not in (torch.float32, torch.float64):
+        raise ValueError(f"{name}: expected torch.float32 or torch.float64, got {_shown(value)}")
+    return value
+
+
+def available_memory(dev=None) -> int:
+    """Bytes that tensors on ``dev`` can still take (free GPU memory, or the machine's
+    available memory)."""
+    import os
+
+    import torch
+
+    dev = torch.device("cpu") if dev is None else torch.device(dev)
+    if dev.type == "cuda":
+        return int(torch.cuda.mem_get_info(dev)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def size_text(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024:
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def memory(n_bytes: float, what: str, dev=None) -> None:
+    """Refuse, before allocating anything, work whose tensors need more than ``dev`` has."""
+    have = available_memory(dev)
+    if n_bytes > have:
+        where = "cpu" if dev is None else str(dev)
+        raise ValueError(f"{what} would take about {size_text(n_bytes)}, and {where} has "
+                         f"{size_text(have)} available")

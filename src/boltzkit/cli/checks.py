@@ -11,41 +11,24 @@ before any work starts (before data are loaded, models built or files written).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-__all__ = ["device", "seed", "output_file", "output_folder", "memory", "available_memory",
-           "free_space"]
+from .. import _validation as _v
 
-MAX_SEED = 2 ** 63
-
+__all__ = ["device", "seed", "output_file", "output_folder", "memory", "free_space"]
 
 def device(name, option: str = "--device") -> torch.device:
     """The torch device ``name`` names, if this machine has it."""
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"{option}: expected cpu, cuda or cuda:N, got {name!r}") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"{option}: expected cpu, cuda or cuda:N, got {name!r}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"{option}: {name} asked for, but this PyTorch has no CUDA device")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"{option}: {name} asked for, this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
-    return dev
+    return _v.device(name, option)
 
 
 def seed(value, option: str = "--seed") -> int:
     """A seed a torch generator takes."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_SEED:
-        raise ValueError(f"{option}: expected an integer in [0, 2^63), got {value}")
-    return value
+    return _v.seed(value, option)
 
 
 def _writable_folder(folder: Path, option: str, what: str) -> None:
@@ -97,38 +80,12 @@ def output_folder(path, option: str) -> Path:
     return p
 
 
-def available_memory(dev: torch.device) -> int:
-    """Bytes that tensors on ``dev`` can still take (free GPU memory, or the machine's
-    available memory)."""
-    if dev.type == "cuda":
-        return int(torch.cuda.mem_get_info(dev)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62  # unknown: do not refuse
-
-
 def memory(n_bytes: float, what: str, dev: torch.device = torch.device("cpu")) -> None:
     """Refuse, before allocating anything, work whose tensors need more than the device has."""
-    have = available_memory(dev)
-    if n_bytes > have:
-        raise ValueError(f"{what} would take about {_size(n_bytes)}, and {dev} has "
-                         f"{_size(have)} available")
+    _v.memory(n_bytes, what, dev)
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} PiB"  # pragma: no cover
+_size = _v.size_text
 
 
 def free_space(folder: Path, n_bytes: int, option: str) -> None:
