@@ -182,3 +182,120 @@ def test_boltzmann_machine_methods_check_their_input(bad, message):
             call(bad)
     s = (torch.rand(4, 8, generator=gen(6)) < 0.5).float()
     assert torch.equal(bm.energy(s.numpy()), bm.energy(s, check=False))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: RBM(6, 3, generator="g"), "generator: expected a torch.Generator"),
+    (lambda: BoltzmannMachine(4, 2, init_std=0.1, generator="g"), "generator: expected"),
+    (lambda: RBM(6, 3, device="nonsense"), "device: expected cpu, cuda or cuda:N"),
+    (lambda: RBM(6, 3, dtype=torch.int32), "dtype: expected torch.float32 or torch.float64"),
+    (lambda: RBM(6, 3, dtype=torch.complex64), "dtype: expected torch.float32"),
+    (lambda: BoltzmannMachine(4, 2, dtype=torch.int64), "dtype: expected torch.float32"),
+    (lambda: RBM(10 ** 7, 10 ** 7), r"RBM\(10000000, 10000000\): its weights would take"),
+    (lambda: BoltzmannMachine(10 ** 6, 10 ** 6), "its weights would take about"),
+    (lambda: BoltzmannMachine(4, 2, visible_hidden="no"), "visible_hidden: expected True or"),
+])
+def test_model_constructors_name_their_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_hopfield_arguments():
+    from boltzkit import Hopfield
+
+    with pytest.raises(ValueError, match=r"Hopfield\(10000000\): its weights"):
+        Hopfield(10 ** 7)
+    net = Hopfield(8)
+    with pytest.raises(ValueError, match="patterns: expected real"):
+        net.store(torch.ones(2, 8, dtype=torch.complex64))
+    net.store(torch.ones(1, 8))
+    with pytest.raises(ValueError, match="callback: expected a function"):
+        net.recall(torch.ones(1, 8), callback=5)
+    net.recall(torch.ones(1, 8), max_sweeps=np.int64(3))
+
+
+@pytest.mark.parametrize("beta", [float("nan"), -1.0, float("inf"),
+                                  torch.tensor([float("nan"), 1.0]), torch.tensor([1.0, -2.0])])
+def test_inverse_temperatures_are_checked(rbm, beta):
+    with pytest.raises(ValueError, match="beta: expected"):
+        rbm.free_energy(torch.zeros(2, 6), beta=beta)
+
+
+def test_fit_checks_what_it_is_given(rbm, tmp_path):
+    from boltzkit.training import PCD, TwoPhase, Checkpoint
+
+    x = torch.zeros(20, 6)
+    bm = BoltzmannMachine(4, 2)
+    cases = [
+        (lambda: fit(rbm, x, estimator=TwoPhase(), epochs=1), "model: the two-phase rule"),
+        (lambda: fit(bm, torch.zeros(20, 4), estimator=CD(1), epochs=1), "model: CD"),
+        (lambda: fit(rbm, x, estimator=CD, epochs=1), "estimator: expected an estimator object"),
+        (lambda: fit(rbm, x, generator="g", epochs=1), "generator: expected a torch.Generator"),
+        (lambda: fit(rbm, x, resume=5, epochs=1), "resume: expected a TrainState"),
+        (lambda: fit(rbm, x, lr_schedule=lambda t: float("nan"), epochs=1),
+         "lr_schedule: expected a finite multiplier >= 0, got nan"),
+        (lambda: fit(rbm, x, lr_schedule=lambda t: -1.0, epochs=1), "lr_schedule: expected"),
+        (lambda: TwoPhase(persistent="no"), "persistent: expected True or False"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    # one callback on its own is taken as a list of one
+    fit(rbm, x, epochs=1, callbacks=Checkpoint(tmp_path))
+    assert (tmp_path / "model.safetensors").exists()
+
+
+def test_save_refuses_what_load_would(rbm, tmp_path):
+    import boltzkit
+
+    nan = RBM(6, 3)
+    with torch.no_grad():
+        nan.weight[0, 0] = float("nan")
+    (tmp_path / "x.safetensors").mkdir()
+    (tmp_path / "afile").write_text("in the way")
+    cases = [
+        (lambda: boltzkit.save(nan, tmp_path / "m.safetensors"), "tensor 'weight' holds NaN"),
+        (lambda: boltzkit.save(RBM(6, 3).half(), tmp_path / "m.safetensors"), "float16"),
+        (lambda: boltzkit.save(rbm, tmp_path / "m.safetensors", metadata="abc"),
+         "metadata: expected a dict"),
+        (lambda: boltzkit.save(rbm, tmp_path / "m.safetensors", metadata={"a": object()}),
+         "metadata: expected JSON values"),
+        (lambda: boltzkit.save(rbm, None), "path: expected a file path"),
+        (lambda: boltzkit.save(rbm, tmp_path / "x.safetensors"), "is a folder"),
+        (lambda: boltzkit.save(rbm, tmp_path / "afile" / "m.safetensors"), "cannot write there"),
+        (lambda: boltzkit.load(None), "path: expected a file path"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "x.safetensors"]
+    boltzkit.save(rbm, tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match="device: expected cpu, cuda or cuda:N"):
+        boltzkit.load(tmp_path / "m.safetensors", device="nonsense")
+
+
+def test_samplers_check_their_inputs(rbm):
+    from boltzkit.samplers import gibbs
+
+    for bad, message in [(torch.zeros(2, 5), r"visible: expected shape \(n, 6\)"),
+                         (torch.full((2, 6), float("nan")), "visible: expected finite"),
+                         (torch.full((2, 6), 255.0), "visible: bernoulli units take values")]:
+        with pytest.raises(ValueError, match=message):
+            gibbs.init(rbm, bad, gen(0))
+    with pytest.raises(ValueError, match="generator: expected a torch.Generator"):
+        gibbs.init(rbm, torch.zeros(2, 6), "g")
+    state = gibbs.init(rbm, torch.zeros(2, 6), gen(0))
+    with pytest.raises(ValueError, match="n_steps: expected an integer >= 0"):
+        gibbs.run(rbm, state, -1, gen(0))
+    with pytest.raises(ValueError, match="state: expected a GibbsState"):
+        gibbs.run(rbm, "state", 1, gen(0))
+
+
+def test_train_state_load_names_its_arguments(tmp_path):
+    from boltzkit.training import Checkpoint, TrainState
+
+    m = RBM(6, 3)
+    fit(m, torch.zeros(20, 6), epochs=1, callbacks=[Checkpoint(tmp_path)])
+    with pytest.raises(ValueError, match="model: expected the boltzkit model"):
+        TrainState.load(tmp_path, "rbm")
+    assert TrainState.load(tmp_path, RBM(6, 3)).epoch == 1  # a run folder, as fit takes

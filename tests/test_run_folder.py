@@ -140,7 +140,7 @@ def test_atomic_write_leaves_nothing_behind(tmp_path):
             tmp.write_text("partial")
             raise RuntimeError
     (tmp_path / "adir.png").mkdir()
-    with pytest.raises(OSError):
+    with pytest.raises(ValueError, match="adir.png: is a folder, expected a file"):
         with atomic_write(tmp_path / "adir.png") as tmp:
             tmp.write_bytes(b"png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.png", "x.json"]

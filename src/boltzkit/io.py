@@ -21,6 +21,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from . import _validation
+
 __all__ = ["save", "load", "read_metadata", "atomic_write", "FolderLock", "FORMAT",
            "FORMAT_VERSION", "read_json", "read_header", "dtype_name", "check_dtype",
            "checked_tensor"]
@@ -46,10 +48,16 @@ class atomic_write:
         self.suffix = self.path.suffix if suffix is None else suffix
 
     def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_stale()
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.",
-                                   suffix=f".tmp{self.suffix}", dir=self.path.parent)
+        if self.path.is_dir():
+            raise ValueError(f"{self.path}: is a folder, expected a file to write")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._remove_stale()
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.",
+                                       suffix=f".tmp{self.suffix}", dir=self.path.parent)
+        except OSError as err:
+            raise ValueError(f"{self.path}: cannot write there ({err.strerror or err})") \
+                from None
         os.close(fd)
         self.tmp = Path(tmp)
         return self.tmp
@@ -159,6 +167,17 @@ def save(model: torch.nn.Module, path, metadata: Optional[dict] = None,
     name = type(model).__name__
     if name not in MODEL_CLASSES:
         raise ValueError(f"model: expected one of {sorted(MODEL_CLASSES)}, got {name}")
+    path = _path(path, "path")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"metadata: expected a dict of JSON values, got "
+                         f"{type(metadata).__name__}")
+    # what load refuses is not written: NaN or inf, precisions other than float32/float64
+    for key, t in model.state_dict().items():
+        if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"model: tensor {key!r} is {t.dtype}; model files hold float32 or "
+                             f"float64 (convert the model with .float() or .double())")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"model: tensor {key!r} holds NaN or inf; not saved")
     if metadata and "preparation" in metadata:
         if preparation is not None:
             raise ValueError("preparation: given both as an argument and as metadata"
@@ -172,13 +191,22 @@ def save(model: torch.nn.Module, path, metadata: Optional[dict] = None,
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": name,
             "config": json.dumps(config)}
     if metadata:
-        meta["extra"] = json.dumps(metadata)
+        try:
+            meta["extra"] = json.dumps(metadata)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"metadata: expected JSON values ({err})") from None
     if preparation is not None:
         meta["preparation"] = json.dumps(preparation.to_dict())
-    path = Path(path)
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return path
+
+
+def _path(value, name: str) -> Path:
+    """``value`` as a Path (a str or os.PathLike), else a ValueError naming ``name``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"{name}: expected a file path, got {type(value).__name__}")
+    return Path(value)
 
 
 def _visible_of(config) -> tuple:
@@ -415,7 +443,8 @@ def load(path, device=None) -> torch.nn.Module:
     """
     from .models import MODEL_CLASSES
 
-    path = Path(path)
+    path = _path(path, "path")
+    device = _validation.device(device)
     where = f"model file: {path}"
     meta = read_metadata(path)
     cls = MODEL_CLASSES.get(meta["model"])

@@ -50,6 +50,9 @@ def _writable_folder(folder: Path, option: str, what: str) -> None:
     except OSError as err:
         raise ValueError(f"{option}: cannot write {what} {folder} ({err.strerror or err})") \
             from None
+    except ValueError as err:  # atomic_write's own word for the same
+        reason = str(err).rsplit("(", 1)[-1].rstrip(")")
+        raise ValueError(f"{option}: cannot write {what} {folder} ({reason})") from None
     finally:
         for made in created:  # deepest first
             try:

@@ -36,6 +36,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .. import _validation as _v
 from .._validation import integer, real
 from ..units import Units, get_units
 from ._validation import ConfigChecked, as_states, check_symmetric, check_values, config_bool, \
@@ -101,16 +102,19 @@ class BoltzmannMachine(ConfigChecked):
                              f"{BINARY_UNITS}, got {self.units.spec()!r}")
         self.n_visible, self.n_hidden = n_visible, n_hidden
         self.n_units = n = n_visible + n_hidden
-        self.visible_visible = bool(visible_visible)
-        self.hidden_hidden = bool(hidden_hidden)
-        self.visible_hidden = bool(visible_hidden)
+        self.visible_visible = _v.boolean(visible_visible, "visible_visible")
+        self.hidden_hidden = _v.boolean(hidden_hidden, "hidden_hidden")
+        self.visible_hidden = _v.boolean(visible_hidden, "visible_hidden")
         self.temperature = _temperature(temperature)
         self.n_machines = None if n_machines is None else integer(n_machines, "n_machines", 1)
-        lead = () if n_machines is None else (n_machines,)
+        lead = () if self.n_machines is None else (self.n_machines,)
         init_std = real(init_std, "init_std", 0.0)
-        if generator is None:  # deterministic by default: the same machine on every run
+        if _v.generator(generator) is None:  # deterministic by default: the same machine
             generator = torch.Generator().manual_seed(0)
-        dtype = dtype or torch.float32
+        device, dtype = _v.device(device), _v.float_dtype(dtype)
+        units_total = n_visible + n_hidden
+        _v.memory(6 * 4 * (self.n_machines or 1) * units_total * units_total,
+                  f"BoltzmannMachine({n_visible}, {n_hidden}): its weights", device)
         if connectivity is None:
             mask = torch.zeros(n, n, dtype=dtype)
             v, h = slice(0, n_visible), slice(n_visible, n)
@@ -287,10 +291,11 @@ class BoltzmannMachine(ConfigChecked):
 
     def energy(self, s: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """``E(s) = -½ sᵀWs - b·s``, shape ``(m,)`` (``(R, m)`` for a stack; temperature does
-        not enter the energy). ``s`` is checked unless ``check=False`` (what samplers and the
-        exact sums, which pass the machine's own states, use)."""
+        not enter the energy). ``s`` is checked (states on the units' support) unless
+        ``check=False`` (what samplers and the exact sums, which pass the machine's own states,
+        use)."""
         if check:
-            s = self.check_states(s, "s", relaxed=True)
+            s = self.check_states(s, "s")
         return -(0.5 * (torch.matmul(s, self.weight) * s).sum(-1)
                  + (s * self.bias.unsqueeze(-2)).sum(-1))
 

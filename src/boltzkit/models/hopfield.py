@@ -60,6 +60,7 @@ from typing import Callable, Optional
 
 import torch
 
+from .. import _validation as _v
 from .._threads import torch_threads
 from ._validation import ConfigChecked, check_symmetric, check_values, config_choice, \
     config_int, config_keys
@@ -82,6 +83,8 @@ def as_spins(x, name: str, n_units: Optional[int] = None, *, dtype=torch.float32
         except Exception:
             raise ValueError(f"{name}: expected a tensor of ±1 or 0/1 values, got "
                              f"{type(x).__name__}") from None
+    if x.is_complex():
+        raise ValueError(f"{name}: expected real ±1 or 0/1 values, got a {x.dtype} tensor")
     if x.dim() not in (1, 2):
         raise ValueError(f"{name}: expected shape (n,) or (m, n), got {tuple(x.shape)}")
     if x.numel() == 0:
@@ -128,13 +131,13 @@ class Hopfield(ConfigChecked):
 
     def __init__(self, n_units: int, rule: str = "hebbian", *, device=None, dtype=None):
         super().__init__()
-        if isinstance(n_units, bool) or not isinstance(n_units, int) or n_units < 1:
-            raise ValueError(f"n_units: expected a positive integer, got {n_units!r}")
+        n_units = _v.integer(n_units, "n_units", 1)
+        device, dtype = _v.device(device), _v.float_dtype(dtype)
+        _v.memory(4 * 4 * n_units * n_units, f"Hopfield({n_units}): its weights", device)
         if rule not in RULES:
             raise ValueError(f"rule: expected one of {', '.join(RULES)}, got {rule!r}")
         self.n_units = n_units
         self.rule = rule
-        dtype = dtype or torch.float32
         self.register_buffer("weight", torch.zeros(n_units, n_units, dtype=dtype, device=device))
         self.register_buffer("bias", torch.zeros(n_units, dtype=dtype, device=device))
         self.register_buffer("patterns", torch.zeros(0, n_units, dtype=dtype, device=device))
@@ -286,8 +289,11 @@ class Hopfield(ConfigChecked):
         s = self.check_states(states)
         if mode not in ("async", "sync"):
             raise ValueError(f"mode: expected 'async' or 'sync', got {mode!r}")
-        if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
-            raise ValueError(f"max_sweeps: expected a positive integer, got {max_sweeps!r}")
+        max_sweeps = _v.integer(max_sweeps, "max_sweeps", 1)
+        _v.generator(generator)
+        if callback is not None and not callable(callback):
+            raise ValueError(f"callback: expected a function of the states, got "
+                             f"{type(callback).__name__}")
         single = s.dim() == 1
         s = s.unsqueeze(0) if single else s.clone()
         if mode == "async":

@@ -31,6 +31,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .. import _validation as _v
 from .._validation import integer, real
 from ..units import Beta, Units, get_units, row_beta
 from ._validation import ConfigChecked, as_states, config_int, config_keys, config_spec
@@ -83,17 +84,17 @@ class RBM(ConfigChecked):
         n_visible = integer(n_visible, "n_visible", 1)
         n_hidden = integer(n_hidden, "n_hidden", 1)
         init_std = real(init_std, "init_std", 0.0)
-        if generator is None:  # deterministic by default: the same model on every run
+        if _v.generator(generator) is None:  # deterministic by default: the same model always
             generator = torch.Generator().manual_seed(0)
-        elif not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator: expected a torch.Generator, got "
-                             f"{type(generator).__name__}")
+        device, dtype = _v.device(device), _v.float_dtype(dtype)
+        # weights, biases, and the gradients, momentum and file copies training makes of them
+        _v.memory(5 * 4 * n_visible * n_hidden, f"RBM({n_visible}, {n_hidden}): its weights",
+                  device)
         self.visible: Units = get_units(visible)
         self.hidden: Units = get_units(hidden)
         self.visible.check_size(n_visible, "n_visible")
         self.hidden.check_size(n_hidden, "n_hidden")
         self.n_visible, self.n_hidden = n_visible, n_hidden
-        dtype = dtype or torch.float32
         w = torch.randn(n_visible, n_hidden, generator=generator, dtype=dtype,
                         device=generator.device) * init_std
         self.weight = nn.Parameter(w.to(device))
@@ -270,7 +271,8 @@ class RBM(ConfigChecked):
     # -- energies -------------------------------------------------------------------------------
     def energy(self, v: torch.Tensor, h: torch.Tensor, *, check: bool = True) -> torch.Tensor:
         """E(v, h), shape ``(n,)`` for ``v`` ``(n, n_visible)`` and ``h`` ``(n, n_hidden)``."""
-        v, h = self._visible_in(v, check), self._hidden_in(h, check)
+        if check:  # a joint state: on the support itself (the energy of states, not of means)
+            v, h = self.check_visible(v, "v"), self.check_hidden(h, "h")
         if check and v.shape[0] != h.shape[0]:
             raise ValueError(f"h: expected {v.shape[0]} rows like v, got {h.shape[0]}")
         return (self.visible.base(v, params=self.visible_params)

@@ -23,6 +23,8 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from .. import _validation as _v
+
 from ..units import Beta, row_beta
 
 __all__ = ["GibbsState", "init", "step", "run", "sample_visible"]
@@ -42,9 +44,15 @@ class GibbsState(NamedTuple):
 
 
 def init(model, visible: torch.Tensor, generator: Optional[torch.Generator] = None,
-         beta: Beta = 1.0) -> GibbsState:
+         beta: Beta = 1.0, *, check: bool = True) -> GibbsState:
     """Start chains at ``visible`` ``(n_chains, n_visible)``; the hidden layer is drawn given it
-    at ``beta`` (a number or ``(n_chains,)``)."""
+    at ``beta`` (a number or ``(n_chains,)``). ``visible`` is checked (a tensor or array of the
+    model's width, finite, within the units' range) and ``generator`` too, unless
+    ``check=False`` (what :func:`step` and the estimators, which pass the model's own states,
+    use)."""
+    if check:
+        visible = model.check_visible(visible, "visible", relaxed=True)
+        _v.generator(generator)
     params = model.hidden_params
     mean = model.hidden.mean(model.hidden_field(visible), row_beta(beta, visible.shape[0]),
                              params=params)
@@ -66,13 +74,18 @@ def step(model, state: GibbsState, generator: Optional[torch.Generator] = None,
          beta: Beta = 1.0) -> GibbsState:
     """One full block-Gibbs sweep at ``beta`` (a number or ``(n_chains,)``): v ~ p(v | h), then
     h ~ p(h | v). Pure: returns a new state."""
-    return init(model, sample_visible(model, state.hidden, generator, beta), generator, beta)
+    return init(model, sample_visible(model, state.hidden, generator, beta), generator, beta,
+                check=False)
 
 
 def run(model, state: GibbsState, n_steps: int, generator: Optional[torch.Generator] = None,
         beta: Beta = 1.0) -> GibbsState:
     """``n_steps`` applications of :func:`step` at ``beta`` (a number or ``(n_chains,)``; a
     convenience for callers that do not thin)."""
+    n_steps = _v.integer(n_steps, "n_steps", 0)
+    if not isinstance(state, GibbsState):
+        raise ValueError(f"state: expected a GibbsState (what gibbs.init returns), got "
+                         f"{type(state).__name__}")
     for _ in range(n_steps):
         state = step(model, state, generator, beta)
     return state

@@ -29,6 +29,7 @@ scale, are judged by how far they moved.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -401,6 +402,14 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                          f"{type(update).__name__}")
     estimator = estimator if estimator is not None else default_estimator(model)
     check_estimator(estimator)
+    getattr(estimator, "check_model", lambda m: None)(model)
+    check.generator(generator)
+    if resume is not None and not isinstance(resume, (TrainState, str, os.PathLike)):
+        raise ValueError(f"resume: expected a TrainState, a state file or a run folder, got "
+                         f"{type(resume).__name__}")
+    if isinstance(callbacks, Callback) or (callbacks is not None and
+                                           callable(getattr(callbacks, "on_fit_start", None))):
+        callbacks = [callbacks]  # one callback given on its own
     if initial_state is not None:
         if resume is not None:
             raise ValueError("initial_state: expected either resume (continue the same run) or "
@@ -466,9 +475,14 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                         finished = False
                         break
                     b = state.batch
-                    step_lr = lr * schedule(
-                        (state.epoch * n_batches + b) / (state.epochs * n_batches)
-                        if n_batches else state.epoch / state.epochs)
+                    progress_now = (state.epoch * n_batches + b) / (state.epochs * n_batches) \
+                        if n_batches else state.epoch / state.epochs
+                    factor = schedule(progress_now)
+                    if not (isinstance(factor, (int, float)) and math.isfinite(factor)
+                            and factor >= 0):
+                        raise ValueError(f"lr_schedule: expected a finite multiplier >= 0, got "
+                                         f"{factor!r} at progress {progress_now:.3g}")
+                    step_lr = lr * factor
                     state.consistent = False
                     if fused is not None:
                         stats, state.estimator_state = estimator.statistics(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -157,6 +158,15 @@ class TrainState:
 
         Raises ``ValueError`` naming the file and the problem for a missing, corrupt or
         foreign file, or one that does not belong to ``model``."""
+        if not isinstance(model, torch.nn.Module) or not callable(getattr(model, "config",
+                                                                           None)):
+            raise ValueError(f"model: expected the boltzkit model the state belongs to, got "
+                             f"{type(model).__name__}")
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path: expected a state file or run folder, got "
+                             f"{type(path).__name__}")
+        if Path(path).is_dir():  # a run folder, as fit(resume=...) takes
+            path = Path(path) / STATE_FILE
         tensors, meta = _read(Path(path), model)
         state = _build(Path(path), tensors, meta, model)
         if estimator is not None:

@@ -109,19 +109,23 @@ def row_beta(beta: Beta, n: int) -> Beta:
     one per row (chain), returned as a view of shape ``(n, 1)`` so that it broadcasts against
     fields ``(n, n_units)`` (the families bring it to the field's dtype and device). Anything
     else raises ``ValueError`` naming ``beta``."""
-    if type(beta) is float:
+    if type(beta) is float and (beta == 1.0 or 0.0 <= beta < math.inf):
         return beta
     if not isinstance(beta, torch.Tensor):
         if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
             raise ValueError(f"beta: expected a number or a tensor of shape ({n},), got "
                              f"{type(beta).__name__}")
+        if not 0.0 <= float(beta) < math.inf:
+            raise ValueError(f"beta: expected a finite inverse temperature >= 0, got {beta}")
         return beta
-    if beta.dim() == 0:
-        return beta
-    if beta.shape != (n,):
+    if beta.dim() not in (0, 1) or (beta.dim() == 1 and beta.shape != (n,)):
         raise ValueError(f"beta: expected a number or a tensor of shape ({n},) (one per row), "
                          f"got shape {tuple(beta.shape)}")
-    return beta.reshape(n, 1)
+    if beta.numel() and not _within(beta.detach().double(), 0.0, math.inf) or \
+            not torch.isfinite(beta).all():
+        raise ValueError("beta: expected finite inverse temperatures >= 0, found "
+                         f"{beta[~(torch.isfinite(beta) & (beta >= 0))].flatten()[0].item():g}")
+    return beta if beta.dim() == 0 else beta.reshape(n, 1)
 
 
 def uniform(shape, generator: Optional[torch.Generator] = None, dtype=torch.float32,

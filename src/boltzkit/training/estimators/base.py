@@ -23,6 +23,9 @@ class Estimator(abc.ABC):
         """The state before the first update (``None`` for estimators that keep none)."""
         return None
 
+    def check_model(self, model) -> None:
+        """A ValueError naming ``model`` unless this estimator serves it (default: any)."""
+
     def check_data(self, model, data) -> torch.Tensor:
         """``data`` ``(n, n_visible)`` checked against the model's visible support (a
         ValueError naming ``data`` otherwise), in the model's dtype and device."""
@@ -38,6 +41,9 @@ class Estimator(abc.ABC):
 
 def check_estimator(estimator) -> None:
     """A ValueError naming ``estimator`` unless it has the estimator vocabulary."""
+    if isinstance(estimator, type):
+        raise ValueError(f"estimator: expected an estimator object such as {estimator.__name__}"
+                         f"(...), got the class {estimator.__name__} itself")
     missing = [m for m in ("init_state", "check_data") if not callable(getattr(estimator, m,
                                                                                None))]
     if not callable(estimator) or missing:

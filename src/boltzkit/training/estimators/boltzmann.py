@@ -147,7 +147,7 @@ class TwoPhase(Estimator):
         self.negative_settle = check.integer(negative_settle, "negative_settle")
         self.negative_collect = check.integer(negative_collect, "negative_collect", 1)
         self.schedule = None if schedule is None else sq.check_schedule(schedule)
-        self.persistent = bool(persistent)
+        self.persistent = check.boolean(persistent, "persistent")
         self.n_chains = None if n_chains is None else check.integer(n_chains, "n_chains", 1)
         if negative_init not in ("random", "data"):
             raise ValueError(f"negative_init: expected 'random' or 'data', got {negative_init!r}")
@@ -161,7 +161,7 @@ class TwoPhase(Estimator):
                                  f"{clamp_noise!r}") from None
             clamp_noise = (check.probability(a, "clamp_noise"), check.probability(b, "clamp_noise"))
         self.clamp_noise = clamp_noise
-        self.mean_field = bool(mean_field)
+        self.mean_field = check.boolean(mean_field, "mean_field")
         self.mean_field_iters = check.integer(mean_field_iters, "mean_field_iters", 1)
         self.mean_field_damping = check.real(mean_field_damping, "mean_field_damping", 0.0, 1.0,
                                              strict_minimum=True)
@@ -180,6 +180,13 @@ class TwoPhase(Estimator):
                 f"chains_per_example={self.chains_per_example}, "
                 f"clamp_noise={self.clamp_noise}, mean_field={self.mean_field}, "
                 f"order={self.order!r})")
+
+    def check_model(self, model):
+        from ...models import BoltzmannMachine
+
+        if not isinstance(model, BoltzmannMachine):
+            raise ValueError(f"model: the two-phase rule trains a BoltzmannMachine, got a "
+                             f"{type(model).__name__}")
 
     def _settle_and_collect(self, model, state, settle, collect, clamp, generator):
         kw = {"clamp": clamp, "order": self.order, "block_size": self.block_size}

@@ -18,6 +18,13 @@ class ExactGradient(Estimator):
     """The exact loss gradient: model statistics by enumeration (the smaller layer of an RBM,
     every state of a Boltzmann machine), data statistics exactly given the batch."""
 
+    def check_model(self, model):
+        from ...models import RBM, BoltzmannMachine
+
+        if not isinstance(model, (RBM, BoltzmannMachine)):
+            raise ValueError(f"model: the exact gradient enumerates an RBM or a "
+                             f"BoltzmannMachine, got a {type(model).__name__}")
+
     @torch.no_grad()
     def __call__(self, model, v, state=None, generator=None):
         from ...models import BoltzmannMachine

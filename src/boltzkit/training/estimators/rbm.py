@@ -69,6 +69,11 @@ class CD(Estimator):
     def __init__(self, k: int = 1):
         self.k = check.integer(k, "k", 1)
 
+    def check_model(self, model):
+        if not (hasattr(model, "hidden_field") and hasattr(model, "visible_field")):
+            raise ValueError(f"model: {self!r} trains bipartite models (an RBM), got a "
+                             f"{type(model).__name__}")
+
     def check_data(self, model, data):
         return model.check_visible(data, "data", relaxed=True)
 
@@ -76,7 +81,7 @@ class CD(Estimator):
                    generator: Optional[torch.Generator] = None):
         """Returns ``(Statistics, state)`` for a batch ``v`` ``(batch, n_visible)``: the data
         with E[h | v], and the chains after ``k`` steps with E[h | v_k]."""
-        neg = gibbs.init(model, v, generator)
+        neg = gibbs.init(model, v, generator, check=False)
         h_pos = neg.hidden_mean
         for _ in range(self.k - 1):
             neg = gibbs.step(model, neg, generator)
