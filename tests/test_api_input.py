@@ -299,3 +299,29 @@ def test_train_state_load_names_its_arguments(tmp_path):
     with pytest.raises(ValueError, match="model: expected the boltzkit model"):
         TrainState.load(tmp_path, "rbm")
     assert TrainState.load(tmp_path, RBM(6, 3)).epoch == 1  # a run folder, as fit takes
+
+
+def test_sequential_sampler_arguments():
+    from boltzkit.samplers import sequential as sq
+
+    bm = BoltzmannMachine(4, 2)
+    s = sq.random_states(bm, np.int64(3), gen(0))  # NumPy sizes are sizes
+    st = sq.run(bm, sq.init(bm, s), np.int64(2), gen(0))
+    assert st.states.shape == (3, 6)
+    for call, message in [(lambda: sq.random_states(bm, 3, gen(0), p_on=2.0), "p_on: expected"),
+                          (lambda: sq.step(bm, "state", gen(0)), "state: expected a Sequential"),
+                          (lambda: sq.init(RBM(4, 2), torch.zeros(2, 6)), "model: sequential")]:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_a_folder_given_as_a_file_is_named(tmp_path):
+    import boltzkit
+    from boltzkit.data import load_dataset
+
+    (tmp_path / "d.csv").mkdir()
+    (tmp_path / "m.safetensors").mkdir()
+    with pytest.raises(ValueError, match="d.csv is a folder, expected a file"):
+        load_dataset(str(tmp_path / "d.csv"))
+    with pytest.raises(ValueError, match="m.safetensors is a folder, expected a file"):
+        boltzkit.load(tmp_path / "m.safetensors")

@@ -387,7 +387,8 @@ def read_metadata(path) -> dict:
     path = Path(path)
     where = f"model file: {path}"
     if not path.is_file():
-        raise ValueError(f"{where} does not exist")
+        raise ValueError(f"{where} is a folder, expected a file" if path.is_dir() else
+                         f"{where} does not exist")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -152,7 +152,7 @@ def _check(s: dict) -> None:
         low = 0 if name in ("settle",) or (name == "hidden" and s["model"] == "bm") else 1
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             want = "a positive integer" if low else "an integer >= 0"
-            raise ValueError(f"{option(name)}: expected {want}, got {v}")
+            raise ValueError(f"{option(name)}: expected {want}, got {v!r}")
     if s["chains"] is not None and (not isinstance(s["chains"], int) or
                                     isinstance(s["chains"], bool) or s["chains"] < 1):
         raise ValueError(f"--chains: expected a positive integer, got {s['chains']}")
@@ -160,7 +160,7 @@ def _check(s: dict) -> None:
         v = s[name]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
                 or v < 0:
-            raise ValueError(f"{option(name)}: expected a finite number >= 0, got {v}")
+            raise ValueError(f"{option(name)}: expected a finite number >= 0, got {v!r}")
     if not s["momentum"] < 1:
         raise ValueError(f"--momentum: expected a value in [0, 1), got {s['momentum']}")
     checks.seed(s["seed"])

@@ -508,7 +508,8 @@ def _read_npy(path: Path) -> np.ndarray:
 def _load_file(spec: str) -> Dataset:
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise ValueError(f"data file: {path} does not exist")
+        raise ValueError(f"data file: {path} is a folder, expected a file" if path.is_dir()
+                         else f"data file: {path} does not exist")
     arr = _read_npy(path) if path.suffix.lower() == ".npy" else _read_csv(path)
     if arr.ndim != 2:
         raise ValueError(f"data file: {path}: expected a 2-D array (n_samples, n_features), got "

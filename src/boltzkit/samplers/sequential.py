@@ -58,6 +58,8 @@ from typing import Callable, NamedTuple, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .. import _validation as _v
+
 __all__ = ["SequentialState", "init", "step", "naive_step", "run", "anneal", "random_states",
            "states_with_visible", "mean_field", "check_schedule", "free_units", "ORDERS"]
 
@@ -88,6 +90,9 @@ class _Params(NamedTuple):
 
 
 def _params(model, temperature) -> _Params:
+    if not all(hasattr(model, a) for a in ("weight", "bias", "units", "temperature")):
+        raise ValueError(f"model: sequential Gibbs sampling runs Boltzmann machines, got a "
+                         f"{type(model).__name__}")
     t = model.temperature if temperature is None else temperature
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
         raise ValueError(f"temperature: expected a finite number > 0, got {t!r}")
@@ -239,8 +244,8 @@ def random_states(model, n_chains: int, generator: Optional[torch.Generator] = N
                   p_on: float = 0.5) -> torch.Tensor:
     """Independent random states, each unit on with probability ``p_on``: shape
     ``(n_chains, n)`` (``(R, n_chains, n)`` for a stack of R machines)."""
-    if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 1:
-        raise ValueError(f"n_chains: expected a positive integer, got {n_chains!r}")
+    n_chains = _v.integer(n_chains, "n_chains", 1)
+    p_on = _v.probability(p_on, "p_on")
     p = _params(model, None)
     w = p.weight
     shape = (*w.shape[:-2], n_chains, w.shape[-1])
@@ -309,6 +314,9 @@ def step(model, state: SequentialState, generator: Optional[torch.Generator] = N
     """
     _check_order(order)
     _check_block_size(block_size)
+    if not isinstance(state, SequentialState):
+        raise ValueError(f"state: expected a SequentialState (what sequential.init returns), "
+                         f"got {type(state).__name__}")
     p = _params(model, temperature)
     free = free_units(model, clamp)
     if order == "probes":
@@ -449,8 +457,7 @@ def run(model, state: SequentialState, n_sweeps: int,
     ``callback(state)`` is called after every sweep (to collect statistics). The fields are
     recomputed from the states every ``refresh_every`` sweeps so that rounding errors of the
     incremental updates cannot accumulate over long runs."""
-    if isinstance(n_sweeps, bool) or not isinstance(n_sweeps, int) or n_sweeps < 0:
-        raise ValueError(f"n_sweeps: expected an integer >= 0, got {n_sweeps!r}")
+    n_sweeps = _v.integer(n_sweeps, "n_sweeps", 0)
     for k in range(n_sweeps):
         state = step(model, state, generator, **step_kwargs)
         if refresh_every and (k + 1) % refresh_every == 0:
