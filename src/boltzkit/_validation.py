@@ -65,8 +65,8 @@ def boolean(value, name: str) -> bool:
     such as ``"no"`` would otherwise count as true)."""
     if isinstance(value, bool):
         return value
-    if type(value).__name__ == "bool_":  # numpy.bool_
-        return bool(value)
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool"):
+        return bool(value)  # numpy.bool_ (named numpy.bool since NumPy 2)
     raise ValueError(f"{name}: expected True or False, got {_shown(value)}")
 
 
@@ -87,6 +87,16 @@ def generator(value, name: str = "generator"):
 
     if value is not None and not isinstance(value, torch.Generator):
         raise ValueError(f"{name}: expected a torch.Generator, got {type(value).__name__}")
+    return value
+
+
+def rbm(value, name: str = "model"):
+    """``value`` if it is a :class:`boltzkit.models.RBM` (what the evaluation functions, AIS
+    among them, are written for)."""
+    from .models.rbm import RBM
+
+    if not isinstance(value, RBM):
+        raise ValueError(f"{name}: expected an RBM, got {type(value).__name__}")
     return value
 
 

@@ -51,6 +51,7 @@ from typing import Optional
 
 import torch
 
+from .. import _validation
 from .transforms import as_tensor, binarize as _binarize, standardize
 
 __all__ = ["Preparation", "BINARIZE_METHODS", "PREPARATION_VERSION"]
@@ -179,9 +180,8 @@ class Preparation:
             raise ValueError(f"spin_data: only spin units read ±1 data, got spin_data=True for "
                              f"{units} units")
         n = self.n_features
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-            raise ValueError(f"n_features: expected a positive integer or None, got "
-                             f"{str(n)[:80]}")
+        if n is not None:
+            n = _validation.integer(n, "n_features", minimum=1)
         mean, std = _stats(self.mean, "mean"), _stats(self.std, "std")
         if (mean is None) != (std is None):
             raise ValueError("mean, std: expected both (Gaussian standardisation) or neither, "

@@ -8,11 +8,12 @@ record of how raw data become a model's visible states (and back).
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
 import torch
+
+from .. import _validation
 
 __all__ = ["as_tensor", "binarize", "standardize", "to_spin"]
 
@@ -32,7 +33,8 @@ def as_tensor(x, name: str = "X") -> torch.Tensor:
             raise ValueError(f"{name}: expected a 2-D numeric array, could not convert "
                              f"({err})") from None
         if arr.dtype.kind not in "biuf":
-            raise ValueError(f"{name}: expected numbers, got dtype {arr.dtype}")
+            kind = "real numbers" if arr.dtype.kind == "c" else "numbers"
+            raise ValueError(f"{name}: expected {kind}, got dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.is_complex() or t.dtype not in (torch.bool, torch.uint8, torch.int8, torch.int16,
                                           torch.int32, torch.int64, torch.float16,
@@ -54,10 +56,16 @@ def as_tensor(x, name: str = "X") -> torch.Tensor:
 def _check_tensor(x, name: str) -> torch.Tensor:
     if not torch.is_tensor(x):
         try:
-            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+            arr = np.asarray(x)
+            if arr.dtype.kind != "c":
+                x = torch.as_tensor(np.asarray(arr, dtype=np.float32))
         except (TypeError, ValueError) as err:
             raise ValueError(f"{name}: expected a numeric array, could not convert ({err})") \
                 from None
+        if arr.dtype.kind == "c":
+            raise ValueError(f"{name}: expected real numbers, got dtype {arr.dtype}")
+    if x.is_complex():
+        raise ValueError(f"{name}: expected real numbers, got dtype {x.dtype}")
     if not x.is_floating_point():
         x = x.to(torch.float32)
     if x.numel() and not torch.isfinite(x).all():
@@ -75,8 +83,7 @@ def binarize(x, method: str = "threshold", threshold: float = 0.5,
     """
     x = _check_tensor(x, "x")
     if method == "threshold":
-        if not math.isfinite(threshold):
-            raise ValueError(f"threshold: expected a finite number, got {threshold}")
+        threshold = _validation.real(threshold, "threshold")
         return (x > threshold).to(torch.float32)
     if method == "sample":
         if x.numel() and (x.min() < 0 or x.max() > 1):

@@ -69,12 +69,14 @@ plus elementwise work on the ``(n_chains, n_units)`` fields.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+from .. import _validation
 from ..units import Bernoulli, Gaussian, Softmax, Spin
 
 __all__ = ["AISResult", "ais", "reverse_ais", "default_betas", "base_visible_bias",
@@ -138,8 +140,8 @@ def default_betas(n_steps: int = DEFAULT_STEPS, dtype=torch.float64) -> torch.Te
     schedule: with the default 14,500 steps exactly theirs (steps of 1e-3 up to 0.5, 1e-4 up to
     0.9, 1e-5 up to 1); other counts split the steps between the three segments in the same
     proportions (500 : 4000 : 10000), each uniform."""
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"betas: expected a positive number of annealing steps, got {n_steps!r}")
+    n_steps = _validation.integer(n_steps, "betas", minimum=1)
+    _check_betas_memory(n_steps + 1)
     counts = [max(1, round(n_steps * n / DEFAULT_STEPS)) for _, n in _SM_SEGMENTS]
     if n_steps < len(counts):
         return torch.linspace(0.0, 1.0, n_steps + 1, dtype=dtype)
@@ -151,10 +153,19 @@ def default_betas(n_steps: int = DEFAULT_STEPS, dtype=torch.float64) -> torch.Te
     return torch.cat(parts).to(dtype)
 
 
+# bytes per inverse temperature: the float64 schedule and its copy, and the Python list the
+# loop walks (a float object and its pointer)
+_BYTES_PER_BETA = 8 * 2 + 32
+
+
+def _check_betas_memory(n_betas: int) -> None:
+    _validation.memory(float(n_betas) * _BYTES_PER_BETA, f"betas: {n_betas} inverse temperatures")
+
+
 def _resolve_betas(betas) -> list:
     if betas is None:
         b = default_betas()
-    elif isinstance(betas, int) and not isinstance(betas, bool):
+    elif isinstance(betas, numbers.Integral) and not isinstance(betas, bool):
         b = default_betas(betas)
     else:
         try:
@@ -170,6 +181,7 @@ def _resolve_betas(betas) -> list:
                              f"{b[-1].item():g}")
         if (b[1:] < b[:-1]).any():
             raise ValueError("betas: expected non-decreasing inverse temperatures")
+        _check_betas_memory(b.numel())
     return b.tolist()
 
 
@@ -274,9 +286,7 @@ class _Annealer:
     """Parameters of the path, in the chains' dtype, and the two moves every step is made of."""
 
     def __init__(self, model, base, dtype, generator):
-        if dtype not in (None, torch.float32, torch.float64):
-            raise ValueError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
-        self.dtype = dtype or torch.float32
+        self.dtype = _validation.float_dtype(dtype)
         self.model = model
         self.V, self.H = model.visible, model.hidden
         with torch.no_grad():
@@ -335,10 +345,19 @@ class _Annealer:
         return out.add_(torch.mv(v, self.da), alpha=beta_to - beta_from)
 
 
-def _check_chains(n_chains, name="n_chains"):
-    if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 2:
-        raise ValueError(f"{name}: expected an integer >= 2 (an interval needs a spread), "
-                         f"got {n_chains!r}")
+def _check_chains(n_chains, name="n_chains") -> int:
+    """``n_chains`` as an int >= 2 (an interval needs a spread)."""
+    return _validation.integer(n_chains, name, minimum=2)
+
+
+def _check_chains_memory(model, n_chains: int, dtype) -> None:
+    """Refuse chains whose states and fields (a few ``(n_chains, n_visible + n_hidden)``
+    tensors in the chains' precision, plus float64 weights) would not fit on the model's
+    device."""
+    itemsize = 8 if dtype == torch.float64 else 4
+    need = float(n_chains) * ((model.n_visible + model.n_hidden) * itemsize * 4 + 8 * 2)
+    _validation.memory(need, f"n_chains: {n_chains} chains of {model.n_visible}+"
+                       f"{model.n_hidden} units", model.weight.device)
 
 
 def _summary(log_w: torch.Tensor):
@@ -374,7 +393,11 @@ def ais(model, *, base: Optional[torch.Tensor] = None, n_chains: int = 100,
     -------
     AISResult (``log_weights`` of shape ``(n_chains,)``)
     """
-    _check_chains(n_chains)
+    _validation.rbm(model)
+    n_chains = _check_chains(n_chains)
+    dtype = _validation.float_dtype(dtype)
+    _validation.generator(generator)
+    _check_chains_memory(model, n_chains, dtype)
     bs = _resolve_betas(betas)
     an = _Annealer(model, base, dtype, generator)
     n = n_chains
@@ -426,10 +449,14 @@ def reverse_ais(model, data: torch.Tensor, *, base: Optional[torch.Tensor] = Non
     AISResult with ``direction="reverse"``: ``log_z = log Z_A - mean(log ŵ)``, so that
     ``mean(-F(data)) - log_z`` is the RAISE mean log-likelihood (see :func:`log_likelihood`).
     """
+    _validation.rbm(model)
     data = model.check_visible(data, "data")
     n_rows = data.shape[0]
     if n_chains is not None:
-        _check_chains(n_chains)
+        n_chains = _check_chains(n_chains)
+    dtype = _validation.float_dtype(dtype)
+    _validation.generator(generator)
+    _check_chains_memory(model, n_rows if n_chains is None else min(n_chains, n_rows), dtype)
     bs = _resolve_betas(betas)
     an = _Annealer(model, base, dtype, generator)
     if n_chains is None or n_chains >= n_rows:

@@ -9,6 +9,7 @@ from typing import Optional
 
 import torch
 
+from .. import _validation
 from ..exact.rbm import can_enumerate, log_partition
 from .ais import ais, reverse_ais
 from .likelihood import log_likelihood, pseudo_likelihood, reconstruction_error
@@ -76,6 +77,8 @@ def evaluate(model, data: torch.Tensor, *, log_z: str = "auto", chains: int = 10
     computed, with its own figures and seconds) and, when both AIS directions ran,
     ``log_likelihood_bracket`` ``[reverse, forward]``.
     """
+    _validation.rbm(model)
+    seed = _validation.seed(seed)
     if log_z not in LOG_Z_METHODS:
         raise ValueError(f"log_z: expected one of {', '.join(LOG_Z_METHODS)}, got {log_z!r}")
     if pseudo_likelihood_method not in ("auto", "exact", "stochastic"):

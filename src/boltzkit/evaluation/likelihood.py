@@ -30,6 +30,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
+from .. import _validation
 from ..training import Callback, reconstruction_error
 from ..units import Bernoulli, Gaussian, Softmax, Spin
 from ..exact.rbm import free_energy, log_partition
@@ -75,6 +76,7 @@ def log_likelihood(model, data: torch.Tensor, log_z) -> LogLikelihood:
     units' support), float64, with its mean and standard error. ``log_z`` is a number (e.g.
     :func:`log_partition_exact`) or an :class:`AISResult`. For a reverse-AIS result this is the
     RAISE (conservative) estimate, for a forward one the usual (optimistic) AIS estimate."""
+    _validation.rbm(model)
     lz = _log_z_value(log_z)
     data = model.check_visible(data, "data")
     values = (-free_energy(model, data) - lz).cpu()
@@ -85,6 +87,7 @@ def log_likelihood(model, data: torch.Tensor, log_z) -> LogLikelihood:
 
 def exact_log_likelihood(model, data: torch.Tensor) -> LogLikelihood:
     """:func:`log_likelihood` with the exact log Z (enumeration; small layers only)."""
+    _validation.rbm(model)
     return log_likelihood(model, data, log_partition(model))
 
 
@@ -251,10 +254,13 @@ def pseudo_likelihood(model, v: torch.Tensor, generator: Optional[torch.Generato
     Cost: exact ``O(n · n_visible · n_hidden)`` (times the quadrature grid, typically 50-200
     points, for Gaussian visible units), stochastic ``O(n · n_hidden)``, in bounded memory.
     """
-    v = model.check_visible(v, "v")
+    _validation.rbm(model)
+    generator = _validation.generator(generator)
     if stochastic is None:
         stochastic = generator is not None
-    dtype = dtype or model.weight.dtype
+    stochastic = _validation.boolean(stochastic, "stochastic")
+    dtype = _validation.float_dtype(dtype or model.weight.dtype)
+    v = model.check_visible(v, "v")
     w = model.weight.detach().to(dtype)
     a = model.visible_bias.detach().to(dtype)
     b = model.hidden_bias.detach().to(dtype)
@@ -287,6 +293,7 @@ def free_energy_gap(model, train: torch.Tensor, held_out: torch.Tensor) -> dict:
     section 6): a gap that grows during training signals over-fitting; log Z cancels, so it
     costs two free-energy passes. Use subsets of similar size. Returns ``{"free_energy_train",
     "free_energy_held_out", "free_energy_gap"}`` (floats, nats)."""
+    _validation.rbm(model)
     tr = free_energy(model, model.check_visible(train, "train", relaxed=True)).mean().item()
     ho = free_energy(model, model.check_visible(held_out, "held_out", relaxed=True)).mean().item()
     return {"free_energy_train": tr, "free_energy_held_out": ho, "free_energy_gap": ho - tr}
@@ -299,8 +306,7 @@ class FreeEnergyGap(Callback):
 
     def __init__(self, train: torch.Tensor, held_out: torch.Tensor, every: int = 1,
                  max_rows: Optional[int] = 1000):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every: expected a positive integer, got {every!r}")
+        every = _validation.integer(every, "every", minimum=1)
         self.train = train[:max_rows] if max_rows else train
         self.held_out = held_out[:max_rows] if max_rows else held_out
         self.every = every

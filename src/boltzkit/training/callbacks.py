@@ -26,6 +26,7 @@ from typing import Optional
 
 import torch
 
+from .. import _validation
 from .state import STATE_FILE
 
 __all__ = ["Callback", "Checkpoint", "Progress", "ReconstructionMonitor",
@@ -81,11 +82,11 @@ class Checkpoint(Callback):
 
     def __init__(self, folder, every: int = 1, metadata: Optional[dict] = None,
                  preparation=None):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every: expected a positive integer, got {every!r}")
+        every = _validation.integer(every, "every", minimum=1)
         self.folder = Path(folder)
         self.every, self.metadata, self.preparation = every, dict(metadata or {}), preparation
         self._written = None  # (epoch, batch, step) of the last state written
+        self._writable = True  # False after on_fit_start found the folder unwritable
 
     @property
     def model_path(self) -> Path:
@@ -94,6 +95,24 @@ class Checkpoint(Callback):
     @property
     def state_path(self) -> Path:
         return self.folder / STATE_FILE
+
+    def on_fit_start(self, state):
+        """Check, before any training, that the folder can be made and written: create it, write
+        and remove a probe file (a folder path that is a file, or lies under one, or a folder
+        without write permission fails here instead of at the first checkpoint)."""
+        from ..io import atomic_write
+
+        probe = self.folder / ".boltzkit-write-probe"
+        self._writable = False  # on_fit_end then writes nothing over the error
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with atomic_write(probe) as tmp:
+                tmp.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise ValueError(f"Checkpoint: cannot write {self.folder} "
+                             f"({err.strerror or err})") from None
+        self._writable = True
 
     def write(self, state) -> None:
         """Write the state (and, at an epoch boundary, the model file) now."""
@@ -114,7 +133,8 @@ class Checkpoint(Callback):
             self.write(state)
 
     def on_fit_end(self, state):
-        if state.consistent and not state.diverged and (state.step or state.epoch):
+        if self._writable and state.consistent and not state.diverged and \
+                (state.step or state.epoch):
             self.write(state)
 
 
@@ -159,6 +179,7 @@ def reconstruction_error(model, v: torch.Tensor, chunk_rows: int = 4096) -> floa
     """Mean squared difference per unit between ``v`` ``(n, n_visible)`` and its mean-field
     reconstruction E[v | E[h | v]] (a monitoring figure, not a likelihood), ``chunk_rows`` rows
     at a time so that memory stays bounded on large data sets."""
+    _validation.rbm(model)
     v = model.check_visible(v, "v", relaxed=True)
     total = 0.0
     for s in range(0, v.shape[0], chunk_rows):
