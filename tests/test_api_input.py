@@ -325,3 +325,16 @@ def test_a_folder_given_as_a_file_is_named(tmp_path):
         load_dataset(str(tmp_path / "d.csv"))
     with pytest.raises(ValueError, match="m.safetensors is a folder, expected a file"):
         boltzkit.load(tmp_path / "m.safetensors")
+
+
+def test_huge_chain_counts_are_refused_before_allocating():
+    from boltzkit.training import PCD, TwoPhase
+
+    with pytest.raises(ValueError, match="n_chains 1000000000000: the persistent chains"):
+        fit(RBM(6, 3), torch.zeros(10, 6), estimator=PCD(1, n_chains=10 ** 12), epochs=1)
+    with pytest.raises(ValueError, match="n_chains 1000000000000: the chains"):
+        fit(BoltzmannMachine(4, 2), torch.zeros(10, 4), estimator=TwoPhase(n_chains=10 ** 12),
+            epochs=1)
+    from boltzkit.samplers import gibbs
+    with pytest.raises(ValueError, match="state: expected a GibbsState"):
+        gibbs.step(RBM(6, 3), "state", gen(0))

@@ -74,6 +74,9 @@ def step(model, state: GibbsState, generator: Optional[torch.Generator] = None,
          beta: Beta = 1.0) -> GibbsState:
     """One full block-Gibbs sweep at ``beta`` (a number or ``(n_chains,)``): v ~ p(v | h), then
     h ~ p(h | v). Pure: returns a new state."""
+    if not isinstance(state, GibbsState):
+        raise ValueError(f"state: expected a GibbsState (what gibbs.init returns), got "
+                         f"{type(state).__name__}")
     return init(model, sample_visible(model, state.hidden, generator, beta), generator, beta,
                 check=False)
 

@@ -208,6 +208,9 @@ class TwoPhase(Estimator):
         if not self.persistent:
             return None
         n = self.n_chains or min(100, data.shape[0])
+        machines = model.weight.shape[0] if model.weight.dim() == 3 else 1
+        check.memory(4 * 4 * machines * n * model.n_units, f"n_chains {n}: the chains",
+                     model.weight.device)
         return sq.init(model, self._fresh_chains(model, data, n, generator))
 
     def positive(self, model, v: torch.Tensor, generator=None) -> PhaseStatistics:

@@ -112,6 +112,9 @@ class PCD(CD):
     def init_state(self, model, data: torch.Tensor, generator=None) -> gibbs.GibbsState:
         """Chains start at rows of ``data`` drawn at random."""
         n = self.n_chains or min(100, data.shape[0])
+        # the chains: visible and hidden states, hidden means, and a draw's uniforms
+        check.memory(4 * 4 * n * (model.n_visible + model.n_hidden),
+                     f"n_chains {n}: the persistent chains", data.device)
         where = generator.device if generator is not None else "cpu"  # a CUDA generator works too
         idx = torch.randint(0, data.shape[0], (n,), generator=generator, device=where)
         v0 = data[idx.to(data.device)]
