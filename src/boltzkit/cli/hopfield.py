@@ -262,7 +262,8 @@ def _spurious(args) -> int:
     checks.seed(args.seed)
     checks.memory(4 * 4 * (args.n * args.n + (args.starts + args.n_patterns) * args.n
                            + args.n_patterns * args.n_patterns),
-                  f"--n {args.n}: the network and its starts")
+                  f"--n {args.n} with --n-patterns {args.n_patterns} and --starts "
+                  f"{args.starts}: the network and its starts")
     patterns = random_patterns(args.n_patterns, args.n,
                                torch.Generator().manual_seed(args.seed))
     report = {"n_units": args.n, "n_patterns": args.n_patterns, "n_starts": args.starts,

@@ -345,7 +345,10 @@ def _train(args, given, s, folder, device, option, run: dict) -> int:
     with contextlib.ExitStack() as held:
         # a folder that exists is locked first: a live run there is named as such, before any
         # data are loaded
-        locked = folder.is_dir()
+        try:
+            locked = folder.is_dir()
+        except OSError as err:  # a name the file system refuses (too long, say)
+            raise ValueError(f"{option}: cannot use {folder} ({err.strerror or err})") from None
         if locked:
             held.enter_context(FolderLock(folder, what=option))
         if args.resume is None and _holds_run(folder) and not args.overwrite:
