@@ -326,8 +326,13 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
     Parameters
     ----------
     model : RBM, BoltzmannMachine (also a stack of machines), or any model an estimator serves
-    data : tensor ``(n_samples, n_visible)`` on the model's visible support (CD and PCD also
-        take grey values in [0, 1] as probabilities for binary units)
+    data : tensor or NumPy array ``(n_samples, n_visible)`` on the model's visible support
+        (CD and PCD also take grey values in [0, 1] as probabilities for binary units),
+        shuffled by ``generator`` every epoch; or, for data that do not fit in memory, a
+        ``DataLoader`` or any re-iterable of batches, taken in its order and at its batch size
+        (``batch_size`` then does not apply; ``(x, ...)`` tuples give ``x``). Resuming inside
+        an epoch of such data skips the batches done, so they must come in the same order
+        when iterated again.
     estimator : default ``CD(1)`` for RBMs, ``TwoPhase()`` for Boltzmann machines
         How the loss gradient is estimated (see :mod:`boltzkit.training.estimators`).
     update : Update, default ``SGD(momentum=0.5)``
