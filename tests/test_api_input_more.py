@@ -36,7 +36,7 @@ def test_numpy_integers_are_accepted(tmp_path):
     cp = Checkpoint(tmp_path / "run", every=np.int64(2))
     assert cp.every == 2 and type(cp.every) is int
     fit(m, x, epochs=2, batch_size=10, callbacks=[cp])
-    assert cp.model_path.exists() and not (tmp_path / "run" / ".boltzkit-write-probe").exists()
+    assert cp.model_path.exists() and not (tmp_path / "run" / ".write-check").exists()
 
 
 # -- transforms -----------------------------------------------------------------------------------

@@ -86,6 +86,38 @@ class atomic_write:
         return False
 
 
+def check_writable_folder(folder, what: str, keep: bool = False) -> Path:
+    """Check that files can be written in ``folder``: create it (and its parents) and write and
+    remove a probe file through :class:`atomic_write` (root may write where permissions say no:
+    the probe settles it). With ``keep=False`` what the probe created is removed again, so a
+    command refused later leaves nothing behind. One ``ValueError``, ``"{what} {folder}
+    (reason)"``, otherwise."""
+    folder = Path(folder)
+    created = []
+    top = folder
+    while not top.exists() and top != top.parent:
+        created.append(top)
+        top = top.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(folder / ".write-check") as tmp:
+            tmp.write_bytes(b"")
+        (folder / ".write-check").unlink()
+    except OSError as err:
+        raise ValueError(f"{what} {folder} ({err.strerror or err})") from None
+    except ValueError as err:  # atomic_write's own word for the same
+        reason = str(err).rsplit("(", 1)[-1].rstrip(")")
+        raise ValueError(f"{what} {folder} ({reason})") from None
+    finally:
+        if not keep:
+            for made in created:  # deepest first
+                try:
+                    made.rmdir()
+                except OSError:
+                    break
+    return folder
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

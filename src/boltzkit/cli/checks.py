@@ -32,33 +32,10 @@ def seed(value, option: str = "--seed") -> int:
 
 
 def _writable_folder(folder: Path, option: str, what: str) -> None:
-    """Check that a file can be written in ``folder``, creating it (and its parents) for the
-    probe and removing again what the probe created: a command refused later leaves nothing
-    behind. (Root may write where permissions say no: the probe write settles it.)"""
-    from ..io import atomic_write
+    """Check that a file can be written in ``folder``, leaving nothing behind."""
+    from ..io import check_writable_folder
 
-    created = []
-    top = folder
-    while not top.exists() and top != top.parent:
-        created.append(top)
-        top = top.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_write(folder / ".write-check") as tmp:
-            tmp.write_bytes(b"")
-        (folder / ".write-check").unlink()
-    except OSError as err:
-        raise ValueError(f"{option}: cannot write {what} {folder} ({err.strerror or err})") \
-            from None
-    except ValueError as err:  # atomic_write's own word for the same
-        reason = str(err).rsplit("(", 1)[-1].rstrip(")")
-        raise ValueError(f"{option}: cannot write {what} {folder} ({reason})") from None
-    finally:
-        for made in created:  # deepest first
-            try:
-                made.rmdir()
-            except OSError:
-                break
+    check_writable_folder(folder, f"{option}: cannot write {what}")
 
 
 def output_file(path, option: str, suffixes: Sequence[str]) -> Path:

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+from .. import _validation as _v
 from . import checks, needs_subcommand
 
 __all__ = ["register"]
@@ -126,17 +127,12 @@ def register(subparsers) -> None:
     spu.set_defaults(func=_spurious)
 
 
-def _positive(value, name):
-    if value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value}")
-
-
 def _capacity(args) -> int:
     from .. import plots
     from ..experiments.hopfield import HEBBIAN_CAPACITY, capacity
 
     rules = _rules(args)
-    _positive(args.trials, "--trials")
+    _v.integer(args.trials, "--trials", 1)
     if args.n < 2:
         raise ValueError(f"--n: expected at least 2 units, got {args.n}")
     checks.seed(args.seed)
@@ -216,7 +212,7 @@ def _recall(args) -> int:
     from ..models.hopfield import Hopfield
 
     rules = _rules(args)
-    _positive(args.n_patterns, "--n-patterns")
+    _v.integer(args.n_patterns, "--n-patterns", 1)
     checks.seed(args.seed)
     checks.output_file(args.out, "--out", (".png",))
     xi, shape = _digit_patterns(args.dataset, args.n_patterns)
@@ -255,8 +251,8 @@ def _spurious(args) -> int:
     from ..models.hopfield import Hopfield
 
     rules = _rules(args)
-    _positive(args.n_patterns, "--n-patterns")
-    _positive(args.starts, "--starts")
+    _v.integer(args.n_patterns, "--n-patterns", 1)
+    _v.integer(args.starts, "--starts", 1)
     if args.n < 2:
         raise ValueError(f"--n: expected at least 2 units, got {args.n}")
     checks.seed(args.seed)

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from .. import _validation as _v
 from . import checks
 
 __all__ = ["register", "draw_samples", "image_shape"]
@@ -27,11 +28,6 @@ def register(sub) -> None:
                         "standardised values) instead of mapping them back to data space")
     s.add_argument("--out", required=True, help="output: FILE.npy (array) or FILE.png (grid)")
     s.set_defaults(func=sample_command)
-
-
-def _positive(name, value):
-    if value < 1:
-        raise ValueError(f"--{name}: expected a positive integer, got {value}")
 
 
 @torch.no_grad()
@@ -69,7 +65,7 @@ def sample_command(args) -> int:
     from ..data import Preparation
     from ..io import atomic_write, load, read_metadata
 
-    _positive("n", args.n)
+    _v.integer(args.n, "--n", 1)
     if args.steps < 0:
         raise ValueError(f"--steps: expected a non-negative integer, got {args.steps}")
     checks.seed(args.seed)

@@ -100,18 +100,10 @@ class Checkpoint(Callback):
         """Check, before any training, that the folder can be made and written: create it, write
         and remove a probe file (a folder path that is a file, or lies under one, or a folder
         without write permission fails here instead of at the first checkpoint)."""
-        from ..io import atomic_write
+        from ..io import check_writable_folder
 
-        probe = self.folder / ".boltzkit-write-probe"
         self._writable = False  # on_fit_end then writes nothing over the error
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with atomic_write(probe) as tmp:
-                tmp.write_bytes(b"")
-            probe.unlink()
-        except OSError as err:
-            raise ValueError(f"Checkpoint: cannot write {self.folder} "
-                             f"({err.strerror or err})") from None
+        check_writable_folder(self.folder, "Checkpoint: cannot write", keep=True)
         self._writable = True
 
     def write(self, state) -> None:
