@@ -1,10 +1,16 @@
 """Samplers: a State NamedTuple and pure ``init`` / ``step`` functions (BlackJAX style).
 
 A step never loops and never touches global random state: randomness comes from the explicit
-``generator`` argument. Warm-up, thinning, persistence and tempering are the caller's business.
+``generator`` argument. Warm-up, thinning, persistence and the tuning of a tempering ladder are
+the caller's business.
+
+- :mod:`~boltzkit.samplers.gibbs`: block Gibbs for bipartite models (RBMs);
+- :mod:`~boltzkit.samplers.tempering`: parallel tempering (replica exchange) on top of it;
+- :mod:`~boltzkit.samplers.sequential`: one unit at a time, for fully connected machines.
 """
 
-from . import gibbs
+from . import gibbs, tempering
 from .gibbs import GibbsState
+from .tempering import PTState, SwapInfo
 
-__all__ = ["gibbs", "GibbsState"]
+__all__ = ["gibbs", "tempering", "GibbsState", "PTState", "SwapInfo"]
