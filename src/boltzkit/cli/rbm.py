@@ -1,5 +1,11 @@
-"""``boltzkit sample``: samples from a saved RBM by block Gibbs sampling (``boltzkit train`` is
-in :mod:`boltzkit.cli.train`)."""
+"""``boltzkit sample``: samples from a saved RBM by block Gibbs sampling or by parallel tempering
+(``--method pt --replicas N``; ``boltzkit train`` is in :mod:`boltzkit.cli.train`).
+
+With ``--method pt`` the samples are the chains at beta = 1 of ``N`` replicas on a ladder from 1
+down to 0, evenly spaced at first and re-spaced for equal swap rates every 100 steps during the
+first half of the steps (then fixed, so that the second half samples a fixed chain); the swap
+rates of the final ladder are printed.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,24 @@ import torch
 from .. import _validation as _v
 from . import checks
 
-__all__ = ["register", "draw_samples", "image_shape"]
+__all__ = ["register", "draw_samples", "draw_tempered", "image_shape"]
 
 
 def register(sub) -> None:
-    s = sub.add_parser("sample", help="draw samples from a model by Gibbs sampling",
-                       description="Draw samples from a saved RBM by block Gibbs sampling.")
+    s = sub.add_parser("sample", help="draw samples from a model by Gibbs sampling or parallel "
+                                      "tempering",
+                       description="Draw samples from a saved RBM by block Gibbs sampling, or by "
+                                   "parallel tempering (--method pt), which crosses between the "
+                                   "modes of a sharp model where plain Gibbs stays in one.")
     s.add_argument("model", help="model file (.safetensors)")
     s.add_argument("--n", type=int, default=100, help="number of samples (default: 100)")
-    s.add_argument("--steps", type=int, default=1000, help="Gibbs steps (default: 1000)")
+    s.add_argument("--steps", type=int, default=1000,
+                   help="Gibbs steps, or tempering steps with --method pt (default: 1000)")
+    s.add_argument("--method", choices=["gibbs", "pt"], default="gibbs",
+                   help="gibbs (block Gibbs chains) or pt (parallel tempering; default: gibbs)")
+    s.add_argument("--replicas", type=int, default=None,
+                   help="--method pt: rungs of the temperature ladder, beta = 1 included "
+                        "(default: 10)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     s.add_argument("--mean", action="store_true",
@@ -42,6 +57,21 @@ def draw_samples(model, n: int, steps: int, generator, start=None):
         start = model.visible.sample(field, generator)
     state = gibbs.run(model, gibbs.init(model, start, generator), steps, generator)
     return state.visible, model.visible_mean(state.hidden, check=False)
+
+
+@torch.no_grad()
+def draw_tempered(model, n: int, steps: int, replicas: int, generator):
+    """``n`` samples after ``steps`` parallel-tempering steps (``replicas`` rungs, adapted during
+    the first half of the steps, see the module docstring), from a draw of the base measure.
+    Returns ``(v, v_mean, swap rates of the final ladder)``."""
+    from ..samplers import tempering
+
+    betas = tempering.ladder(replicas, dtype=model.weight.dtype, device=model.weight.device)
+    state, _ = tempering.sample(model, n, steps, betas, generator, adapt_steps=steps // 2,
+                                adapt_every=100)
+    v, h = state.visible[:n], state.hidden[:n]
+    rates = tempering.acceptance(state).tolist()
+    return v, model.visible_mean(h, check=False), [r if r == r else float("nan") for r in rates]
 
 
 def image_shape(meta_extra, n_visible):
@@ -68,6 +98,10 @@ def sample_command(args) -> int:
     _v.integer(args.n, "--n", 1)
     if args.steps < 0:
         raise ValueError(f"--steps: expected a non-negative integer, got {args.steps}")
+    if args.replicas is not None and args.method != "pt":
+        raise ValueError("--replicas: only with --method pt")
+    replicas = _v.integer(args.replicas if args.replicas is not None else 10, "--replicas", 2)
+    chains = args.n * (replicas if args.method == "pt" else 1)
     checks.seed(args.seed)
     device = checks.device(args.device)
     out = checks.output_file(args.out, "--out", (".npy", ".png"))
@@ -77,10 +111,16 @@ def sample_command(args) -> int:
                          f"{meta['model']}")
     model = load(args.model, device=device)  # checks the file's sizes before building it
     # the chains (visible, hidden, means, uniforms) and, for a picture, a grid of the samples
-    checks.memory(6 * 4 * args.n * (model.n_visible + model.n_hidden),
-                  f"--n {args.n}: the samples", device)
+    checks.memory(6 * 4 * chains * (model.n_visible + model.n_hidden),
+                  f"--n {args.n}" + (f" x --replicas {replicas}" if args.method == "pt" else "")
+                  + ": the chains", device)
     gen = torch.Generator(device=model.weight.device).manual_seed(args.seed)
-    v, v_mean = draw_samples(model, args.n, args.steps, gen)
+    if args.method == "pt":
+        v, v_mean, rates = draw_tempered(model, args.n, args.steps, replicas, gen)
+        print("swap acceptance per neighbour pair (beta = 1 first): "
+              + " ".join(f"{r:.2f}" for r in rates))
+    else:
+        v, v_mean = draw_samples(model, args.n, args.steps, gen)
     result = (v_mean if args.mean else v).cpu()
     prep = meta["preparation"] or Preparation(model.visible, n_features=model.n_visible)
     if not args.model_space:
@@ -92,6 +132,8 @@ def sample_command(args) -> int:
     else:
         extra = meta["extra"]
         plots.sample_grid(result, image_shape(extra, model.n_visible), out,
-                          title=f"{args.n} samples, {args.steps} Gibbs steps")
+                          title=f"{args.n} samples, {args.steps} "
+                                + ("Gibbs steps" if args.method == "gibbs" else
+                                   f"tempering steps, {replicas} replicas"))
     print(f"wrote {args.n} samples to {out}")
     return 0
