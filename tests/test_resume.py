@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from boltzkit import RBM, BoltzmannMachine
 from boltzkit.cli import main
 from boltzkit.io import read_metadata
-from boltzkit.training import PCD, PT, CD, SGD, Callback, Checkpoint, TrainState, TwoPhase, fit
+from boltzkit.training import PCD, PT, CD, Centered, SGD, Callback, Checkpoint, TrainState, TwoPhase, fit
 
 from .conftest import gen
 
@@ -41,6 +41,9 @@ CASES = {
     # the ladder adapts every 3 updates: a resumed run must carry the ladder and its counters
     "pt": lambda: (RBM(12, 6, generator=gen(0)), PT(2, n_chains=9, replicas=4, adapt_every=3),
                    binary(130, 12, 1)),
+    # centering: the offsets are part of the estimator's state
+    "centered-pcd": lambda: (RBM(12, 6, generator=gen(0)), Centered(PCD(2, n_chains=9)),
+                             binary(130, 12, 1)),
     "two-phase": lambda: (BoltzmannMachine(6, 3, init_std=0.1, generator=gen(0)),
                           TwoPhase(2, 2, 2, 2, n_chains=12, block_size=4), binary(90, 6, 1)),
 }

@@ -14,19 +14,25 @@ Every estimator has the same small vocabulary, so that one driver
   saved training state can be turned back into it.
 
 RBMs (:mod:`.rbm`): :class:`CD` (Hinton 2002) and :class:`PCD` (Tieleman 2008), which also
-offer ``statistics()`` (the samples themselves) for the fused dense update. Boltzmann machines
+offer ``statistics()`` (the samples themselves) for the fused dense update, and :class:`PT`,
+parallel tempering (:mod:`.tempering`; Desjardins et al. 2010). Boltzmann machines
 and stacks of them (:mod:`.boltzmann`): :class:`TwoPhase`, the positive phase with the data
 clamped minus the free-running negative phase (Ackley, Hinton & Sejnowski 1985). Both families:
 :class:`ExactGradient` by enumeration (:mod:`.exact`), the reference the others are tested
 against.
+
+:class:`Centered` (:mod:`.centering`) wraps an RBM estimator that offers ``statistics()`` and
+returns its centered gradient (Melchior, Fischer & Wiskott 2016) in the model's own parameters.
 """
 
 from .base import Estimator, check_estimator
 from .boltzmann import PhaseStatistics, TwoPhase, collect_statistics, pair_statistics, \
     phase_gradient
+from .centering import Centered
 from .exact import ExactGradient
 from .rbm import CD, PCD, Statistics, statistics_gradient
+from .tempering import PT
 
-__all__ = ["Estimator", "check_estimator", "CD", "PCD", "Statistics", "statistics_gradient",
+__all__ = ["Estimator", "check_estimator", "CD", "PCD", "PT", "Statistics", "statistics_gradient",
            "TwoPhase", "PhaseStatistics", "pair_statistics", "collect_statistics",
-           "phase_gradient", "ExactGradient"]
+           "phase_gradient", "ExactGradient", "Centered"]
