@@ -227,17 +227,42 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+def _likelihood_keys(history: Sequence[dict]) -> list:
+    """Keys that are log-likelihood figures: those recorded with a ``KEY_method`` companion
+    (what :class:`boltzkit.training.LikelihoodMonitor` writes)."""
+    return sorted({k for rec in history for k in rec
+                   if isinstance(rec.get(f"{k}_method"), str) and _is_number(rec[k])})
+
+
+def _method_label(rec: dict, key: str) -> str:
+    """Legend text for the method of one likelihood figure."""
+    method = rec.get(f"{key}_method")
+    if method == "ais":
+        chains, betas = rec.get(f"{key}_chains"), rec.get(f"{key}_betas")
+        size = f", {chains} chains x {betas} steps" if _is_number(chains) and \
+            _is_number(betas) else ""
+        return f"forward AIS{size} (optimistic)"
+    return str(method)
+
+
 def learning_curves(history: Sequence[dict], path, keys: Optional[Sequence[str]] = None) -> Path:
     """Draw per-epoch training records, one subplot per quantity, stacked, sharing the x axis.
+
+    A log-likelihood figure (a key ``K`` recorded with ``K_method``, as
+    :class:`boltzkit.training.LikelihoodMonitor` writes it) is drawn in nats with one line per
+    method, named in the legend (``exact``, or forward AIS with its chains and steps); its
+    companions ``K_*`` (log Z, ESS, seconds, ...) are not drawn unless asked for.
 
     Parameters
     ----------
     history : list of dicts, one per epoch, e.g. ``{"epoch": 3, "recon_error": 0.05,
-        "lr": 0.01, "seconds": 1.2, "log_likelihood": -92.1}``. x is ``"epoch"`` (or 1, 2, ...
-        when absent); a quantity missing in some epochs leaves a gap there.
+        "lr": 0.01, "seconds": 1.2, "loglik": -92.1, "loglik_method": "exact"}``. x is
+        ``"epoch"`` (or 1, 2, ... when absent); a quantity missing in some epochs leaves a gap
+        there (a likelihood recorded every few epochs is drawn as points joined by a line).
     path : PNG file to write
     keys : quantities to draw; default every key with a numeric value in some record, except
-        ``"epoch"`` and ``"seconds"``, in order of first appearance
+        ``"epoch"``, ``"seconds"`` and the companions of log-likelihood figures, in order of
+        first appearance
 
     Returns
     -------
@@ -251,11 +276,14 @@ def learning_curves(history: Sequence[dict], path, keys: Optional[Sequence[str]]
         if not isinstance(rec, dict):
             raise ValueError(f"history: expected a list of dicts, item {i} is "
                              f"{type(rec).__name__}")
+    likelihoods = _likelihood_keys(history)
     if keys is None:
+        companions = tuple(f"{k}_" for k in likelihoods)
         keys = []
         for rec in history:
             keys += [k for k, v in rec.items()
-                     if k not in ("epoch", "seconds") and k not in keys and _is_number(v)]
+                     if k not in ("epoch", "seconds") and k not in keys and _is_number(v)
+                     and not (companions and k.startswith(companions))]
         if not keys:
             raise ValueError("history: expected at least one numeric quantity besides 'epoch' "
                              "and 'seconds', found none")
@@ -278,8 +306,18 @@ def learning_curves(history: Sequence[dict], path, keys: Optional[Sequence[str]]
     axes = fig.subplots(len(keys), 1, sharex=True, squeeze=False)[:, 0]
     for ax, k in zip(axes, keys):
         y = np.array([float(rec[k]) if _is_number(rec.get(k)) else np.nan for rec in history])
-        ax.plot(x, y, marker="o" if len(x) <= 30 else None, markersize=3)
-        ax.set_ylabel(k)
+        if k in likelihoods:
+            labels = [_method_label(rec, k) if _is_number(rec.get(k)) else None
+                      for rec in history]
+            for label in dict.fromkeys(lab for lab in labels if lab is not None):
+                mask = np.array([lab == label for lab in labels])
+                ax.plot(x[mask], y[mask], marker="o" if mask.sum() <= 30 else None,
+                        markersize=3, label=label)
+            ax.set_ylabel(f"{k} (nats)")
+            ax.legend(fontsize="small", loc="best")
+        else:
+            ax.plot(x, y, marker="o" if len(x) <= 30 else None, markersize=3)
+            ax.set_ylabel(k)
         ax.grid(True, alpha=0.3)
     axes[-1].set_xlabel(xlabel)
     fig.align_ylabels(axes)

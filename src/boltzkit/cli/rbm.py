@@ -113,7 +113,7 @@ def sample_command(args) -> int:
     # the chains (visible, hidden, means, uniforms) and, for a picture, a grid of the samples
     checks.memory(6 * 4 * chains * (model.n_visible + model.n_hidden),
                   f"--n {args.n}" + (f" x --replicas {replicas}" if args.method == "pt" else "")
-                  + ": the chains", device)
+                  + ": the samples", device)
     gen = torch.Generator(device=model.weight.device).manual_seed(args.seed)
     if args.method == "pt":
         v, v_mean, rates = draw_tempered(model, args.n, args.steps, replicas, gen)

@@ -5,22 +5,23 @@ statistics.
   checks, interruption at batch boundaries, resume;
 - :class:`TrainState` (:mod:`.state`): everything a run needs to continue, saved to and loaded
   from safetensors;
-- estimators (:mod:`.estimators`): :class:`CD`, :class:`PCD`, :class:`TwoPhase`,
-  :class:`ExactGradient`, each returning the loss gradient keyed by parameter name;
+- estimators (:mod:`.estimators`): :class:`CD`, :class:`PCD`, :class:`PT`, :class:`TwoPhase`,
+  :class:`ExactGradient`, each returning the loss gradient keyed by parameter name, and
+  :class:`Centered`, the centered gradient of an RBM estimator;
 - update rules (:mod:`.updates`): :class:`SGD`, :class:`SignStep`;
 - callbacks (:mod:`.callbacks`): :class:`Checkpoint` (a resumable run folder),
-  :class:`Progress`, monitors.
+  :class:`Progress`, monitors (:class:`LikelihoodMonitor`: the held-out log-likelihood).
 """
 
-from .callbacks import Callback, Checkpoint, ExactLikelihoodMonitor, PhaseDifferenceMonitor, \
+from .callbacks import Callback, Checkpoint, LikelihoodMonitor, PhaseDifferenceMonitor, \
     Progress, ReconstructionMonitor, reconstruction_error
-from .estimators import CD, PCD, Estimator, ExactGradient, Statistics, TwoPhase, \
+from .estimators import CD, PCD, PT, Centered, Estimator, ExactGradient, Statistics, TwoPhase, \
     statistics_gradient
 from .loop import DivergenceError, fit, make_schedule
 from .state import TrainState
 from .updates import SGD, SignStep, Update
 
 __all__ = ["fit", "make_schedule", "DivergenceError", "TrainState", "Estimator", "CD", "PCD",
-           "TwoPhase", "ExactGradient", "Statistics", "statistics_gradient", "Update", "SGD",
-           "SignStep", "Callback", "Checkpoint", "Progress", "ReconstructionMonitor",
-           "ExactLikelihoodMonitor", "PhaseDifferenceMonitor", "reconstruction_error"]
+           "PT", "Centered", "TwoPhase", "ExactGradient", "Statistics", "statistics_gradient",
+           "Update", "SGD", "SignStep", "Callback", "Checkpoint", "Progress", "ReconstructionMonitor",
+           "LikelihoodMonitor", "PhaseDifferenceMonitor", "reconstruction_error"]
