@@ -90,6 +90,21 @@ def generator(value, name: str = "generator"):
     return value
 
 
+def from_numpy(x, name: str):
+    """``x`` itself, or a NumPy array of real numbers as a tensor sharing its data (contiguous);
+    a NumPy array of anything else (strings, objects, complex) is one ValueError naming
+    ``name``. What every check of data arrays starts with."""
+    import numpy as np
+    import torch
+
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: expected real numbers, got a NumPy array of dtype "
+                             f"{x.dtype}")
+        return torch.from_numpy(np.ascontiguousarray(x))
+    return x
+
+
 def rbm(value, name: str = "model"):
     """``value`` if it is a :class:`boltzkit.models.RBM` (what the evaluation functions, AIS
     among them, are written for)."""

@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from .. import _validation
+
 REQUIRED = object()
 
 #: a unit spec longer than this is refused before it is parsed (the built-in ones are short)
@@ -169,13 +171,7 @@ def as_states(x, *, units, width: int, name: str, relaxed: bool, like: torch.Ten
     array of shape ``(m, width)`` (``(..., m, width)`` when ``stacked``), real, at least one
     row, finite and on the units' support (its convex hull when ``relaxed``). One
     ``ValueError`` naming ``name`` otherwise: what every model's input checks share."""
-    import numpy as np
-
-    if isinstance(x, np.ndarray):
-        if x.dtype.kind not in "biuf":
-            raise ValueError(f"{name}: expected real numbers, got a NumPy array of dtype "
-                             f"{x.dtype}")
-        x = torch.from_numpy(np.ascontiguousarray(x))
+    x = _validation.from_numpy(x, name)
     if not torch.is_tensor(x):
         raise ValueError(f"{name}: expected a tensor of shape (n, {width}), "
                          f"got {type(x).__name__}")

@@ -215,13 +215,7 @@ def _monitor_seed(seed: int, epoch: int) -> int:
 def _rows_of(x, name: str) -> torch.Tensor:
     """``x`` as a tensor of shape ``(n >= 1, width)`` (a NumPy array is converted; values and
     width are checked against the model later), or one ValueError line naming ``name``."""
-    import numpy as np
-
-    if isinstance(x, np.ndarray):
-        if x.dtype.kind not in "biuf":
-            raise ValueError(f"{name}: expected real numbers, got a NumPy array of dtype "
-                             f"{x.dtype}")
-        x = torch.from_numpy(np.ascontiguousarray(x))
+    x = _validation.from_numpy(x, name)
     if not torch.is_tensor(x):
         raise ValueError(f"{name}: expected a tensor or NumPy array (n, n_visible), got "
                          f"{type(x).__name__}")
