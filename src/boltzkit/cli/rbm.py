@@ -54,7 +54,7 @@ def draw_samples(model, n: int, steps: int, generator, start=None):
     device = model.weight.device
     if start is None:
         field = torch.zeros(n, model.n_visible, device=device, dtype=model.weight.dtype)
-        start = model.visible.sample(field, generator)
+        start = model.visible.sample(field, generator, params=model.visible_params)
     state = gibbs.run(model, gibbs.init(model, start, generator), steps, generator)
     return state.visible, model.visible_mean(state.hidden, check=False)
 

@@ -21,6 +21,14 @@ Data sets (``spec`` of :func:`load_dataset`)
     (2011), ``<data_dir>/binarized_mnist/binarized_mnist_{split}.amat`` (as downloaded) or
     ``.amat.gz``; ``"train"`` 50000, ``"valid"`` 10000, ``"test"`` 10000 rows of 784 0/1 values,
     no labels.
+``"patches"``, ``"patches-14"``
+    Natural image patches, 8x8 or 14x14 grey levels in [0, 1], cut at fixed random positions
+    (NumPy ``default_rng`` seeded per split) from the two photographs that ship with
+    scikit-learn (``sklearn.datasets.load_sample_images``: china.jpg and flower.jpg, 427x640,
+    RGB averaged to grey; no download). ``"train"``: 20000 patches from the left three quarters
+    of both images (columns 0-479), ``"test"``: 5000 from the right quarter (columns 480-639),
+    so no test patch overlaps a training patch. No labels. Gaussian units standardise them,
+    or whiten them (:meth:`boltzkit.data.Preparation.fit` with ``whiten=True``).
 a path ending in ``.npy`` or ``.csv``
     A user's 2-D numeric array (rows are samples); ``split`` is ignored. A ``.csv`` is comma
     separated; a first line that is not numeric is taken as a header and skipped.
@@ -72,13 +80,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("digits", "mnist", "binarized-mnist")
+DATASETS = ("digits", "mnist", "binarized-mnist", "patches", "patches-14")
 
 SPLITS = {
     "digits": ("train", "test", "all"),
     "mnist": ("train", "test"),
     "binarized-mnist": ("train", "valid", "test"),
+    "patches": ("train", "test"),
+    "patches-14": ("train", "test"),
 }
+
+# natural image patches: (rows per split, seed per split, column range of the top-left corners)
+PATCH_SPLITS = {"train": (20000, 0, (0, 480)), "test": (5000, 1, (480, 640))}
 
 # scikit-learn digits: first 1438 rows (round(0.8 * 1797)) train, the remaining 359 test.
 DIGITS_N_TRAIN = 1438
@@ -520,6 +533,25 @@ def _load_file(spec: str) -> Dataset:
     return Dataset(data, None, _square_shape(data.shape[1]), path.name)
 
 
+# --- natural image patches ------------------------------------------------------------------
+def _load_patches(size: int, split: str) -> Dataset:
+    from sklearn.datasets import load_sample_images
+
+    n, seed, (c0, c1) = PATCH_SPLITS[split]
+    images = [np.asarray(im, dtype=np.float64).mean(-1) / 255.0
+              for im in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, len(images), n)
+    out = np.empty((n, size * size), dtype=np.float32)
+    for k, i in enumerate(which):
+        im = images[i]
+        r = rng.integers(0, im.shape[0] - size + 1)
+        c = rng.integers(c0, min(c1, im.shape[1]) - size + 1)
+        out[k] = im[r:r + size, c:c + size].reshape(-1)
+    name = "patches" if size == 8 else f"patches-{size}"
+    return Dataset(torch.from_numpy(out), None, (size, size), f"{name}/{split}")
+
+
 # --- entry point ----------------------------------------------------------------------------
 def load_dataset(spec: str, split: str = "train", *, data_dir=None,
                  download: bool = True) -> Dataset:
@@ -528,7 +560,8 @@ def load_dataset(spec: str, split: str = "train", *, data_dir=None,
     Parameters
     ----------
     spec : str
-        ``"digits"``, ``"mnist"``, ``"binarized-mnist"``, or a path ending in ``.npy`` / ``.csv``.
+        ``"digits"``, ``"mnist"``, ``"binarized-mnist"``, ``"patches"``, ``"patches-14"``, or a
+        path ending in ``.npy`` / ``.csv``.
     split : str
         ``digits``: ``"train"`` (first 1438 rows), ``"test"`` (last 359), ``"all"`` (1797);
         ``mnist``: ``"train"`` (60000), ``"test"`` (10000); ``binarized-mnist``: ``"train"``
@@ -565,6 +598,8 @@ def load_dataset(spec: str, split: str = "train", *, data_dir=None,
                          f"{spec!r}, got {split!r}")
     if spec == "digits":
         return _load_digits(split)
+    if spec in ("patches", "patches-14"):
+        return _load_patches(8 if spec == "patches" else 14, split)
     root = Path(data_dir).expanduser() if data_dir is not None else _default_data_dir()
     if spec == "mnist":
         return _load_mnist(split, root, download)

@@ -27,7 +27,15 @@ The rules, per visible unit family (``units``):
 ``gaussian``
     Standardised per feature with the training mean and std (``(x - mean) / std``, std floored
     at 1e-6); ``inverse`` is ``v * std + mean``. A record without ``mean``/``std`` passes the data
-    through unchanged.
+    through unchanged. With ``whiten=True`` (:meth:`Preparation.fit`) the data are ZCA-whitened
+    instead: ``v = (x - mean) Z`` with ``Z = U diag(1/sqrt(λ + ε)) Uᵀ`` from the eigenvectors
+    ``U`` and eigenvalues ``λ`` of the training covariance, ``ε = whiten_epsilon · mean(λ)``
+    (default 0.01: it keeps the least varying directions, which in image patches are mostly
+    noise and compression artefacts, from being blown up); the record stores ``Z``
+    (``zca``, row-major ``n_features²`` numbers, std 1) and ``inverse`` is ``v Z⁻¹ + mean``,
+    so samples map back to pixels. The per-feature mean is removed, not each row's own mean:
+    removing every patch's mean would leave the data on a hyperplane (a singular covariance),
+    where no density, and so no log-likelihood, is defined.
 ``softmax`` / ``softmax:K``
     Checked (values in {0, 1}, or in [0, 1] unless ``for_likelihood``, with each group of K —
     the whole row for ``softmax`` — summing to 1) and passed through; ``inverse`` is the identity.
@@ -60,7 +68,8 @@ BINARIZE_METHODS = ("threshold", "sample", "none")
 PREPARATION_VERSION = 1
 _FAMILIES = ("bernoulli", "spin", "gaussian", "softmax")
 _ALIASES = {"binary": "bernoulli", "ising": "spin"}
-_KEYS = ("version", "units", "binarize", "threshold", "spin_data", "n_features", "mean", "std")
+_KEYS = ("version", "units", "binarize", "threshold", "spin_data", "n_features", "mean", "std",
+         "zca")
 _LEGACY_KEYS = ("binarize", "standardize")
 
 
@@ -78,6 +87,8 @@ def _units_spec(units) -> str:
     name = _ALIASES.get(name, name)
     if name in ("bernoulli", "spin", "gaussian") and not sep:
         return name
+    if name == "gaussian" and arg.partition(":")[0] == "learned":
+        return "gaussian"  # learned variances: the data are prepared as for any gaussian units
     if name == "softmax":
         if not sep:
             return "softmax"
@@ -148,6 +159,9 @@ class Preparation:
         The width the record was made for; ``transform`` and ``inverse`` check it when set.
     mean, std : tuple of ``n_features`` floats, or None
         Gaussian units only: the training data's per-feature mean and std (std > 0).
+    zca : tuple of ``n_features²`` floats, or None
+        Gaussian units only: the ZCA whitening matrix ``Z`` (row-major; needs ``mean``/``std``),
+        applied after the standardisation: ``v = ((x - mean) / std) Z``.
     """
 
     units: str = "bernoulli"
@@ -157,6 +171,7 @@ class Preparation:
     n_features: Optional[int] = None
     mean: Optional[tuple] = dataclasses.field(default=None, repr=False)
     std: Optional[tuple] = dataclasses.field(default=None, repr=False)
+    zca: Optional[tuple] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         units = _units_spec(self.units)
@@ -199,6 +214,16 @@ class Preparation:
                 raise ValueError(f"mean, std: expected n_features={n} values, got {len(mean)}")
             if min(std) <= 0:
                 raise ValueError(f"std: expected positive values, got minimum {min(std):g}")
+        zca = _stats(self.zca, "zca")
+        if zca is not None:
+            if mean is None:
+                raise ValueError("zca: a whitening matrix needs the mean and std it follows")
+            if len(zca) != n * n:
+                raise ValueError(f"zca: expected n_features² = {n * n} values, got {len(zca)}")
+            z = torch.tensor(zca, dtype=torch.float64).reshape(n, n)
+            if torch.linalg.matrix_rank(z).item() < n:
+                raise ValueError("zca: expected an invertible whitening matrix, got a singular "
+                                 "one")
         if family == "softmax" and n is not None and ":" in units:
             k = int(units.partition(":")[2])
             if n % k:
@@ -206,13 +231,14 @@ class Preparation:
                                  f"a multiple of {k}, got {n}")
         for name, value in (("units", units), ("binarize", binarize),
                             ("threshold", threshold), ("n_features", n),
-                            ("mean", mean), ("std", std)):
+                            ("mean", mean), ("std", std), ("zca", zca)):
             object.__setattr__(self, name, value)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def fit(cls, x, units, binarize: str = "threshold", threshold: float = 0.5, *,
-            name: str = "x") -> "Preparation":
+            name: str = "x", whiten: bool = False, whiten_epsilon: float = 0.01
+            ) -> "Preparation":
         """Learn the record from training data (deterministic: draws no random numbers).
 
         Parameters
@@ -222,11 +248,15 @@ class Preparation:
         binarize : ``"threshold"``, ``"sample"`` or ``"none"`` (bernoulli and spin units)
         threshold : the cut of ``binarize="threshold"``
         name : the argument's name in error messages (e.g. ``"--data"``)
+        whiten : bool
+            Gaussian units only: ZCA-whiten instead of standardising (module docstring).
+        whiten_epsilon : float > 0
+            The whitening's regulariser, as a fraction of the mean eigenvalue.
 
         Returns
         -------
         Preparation with ``n_features`` set; for gaussian units the per-feature ``mean`` and
-        ``std`` of ``x``; for spin units ``spin_data`` (whether ``x`` holds spin values).
+        ``std`` of ``x`` (with ``whiten``: the mean, std 1 and the ``zca`` matrix); for spin units ``spin_data`` (whether ``x`` holds spin values).
 
         Raises
         ------
@@ -243,6 +273,16 @@ class Preparation:
         fields = {}
         if family == "spin":
             fields["spin_data"] = _range(x)[0] < 0
+        elif family == "gaussian" and whiten:
+            eps = _validation.real(whiten_epsilon, "whiten_epsilon", 0.0, strict_minimum=True)
+            if x.shape[0] < 2:
+                raise ValueError(f"{name}: whitening needs at least 2 rows, got {x.shape[0]}")
+            xd = x.double()
+            mean = xd.mean(0)
+            lam, u = torch.linalg.eigh(torch.cov(xd.t()).reshape(x.shape[1], x.shape[1]))
+            lam = lam.clamp(min=0.0)
+            z = (u * torch.rsqrt(lam + eps * lam.mean().clamp(min=1e-12))) @ u.t()
+            fields.update(mean=mean, std=torch.ones_like(mean), zca=z.reshape(-1))
         elif family == "gaussian":
             _, mean, std = standardize(x)
             fields.update(mean=mean, std=std)
@@ -289,6 +329,8 @@ class Preparation:
                 return x
             mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device)
             std = torch.tensor(self.std, dtype=torch.float32, device=x.device)
+            if self.zca is not None:
+                return (((x - mean) / std).double() @ self._zca(x.device)).float()
             return (x - mean) / std
         self._check_softmax(x, name, relaxed=not for_likelihood)
         return x
@@ -305,8 +347,25 @@ class Preparation:
         if family == "gaussian" and self.mean is not None:
             mean = torch.tensor(self.mean, dtype=torch.float32, device=v.device)
             std = torch.tensor(self.std, dtype=torch.float32, device=v.device)
+            if self.zca is not None:
+                v = torch.linalg.solve(self._zca(v.device).t(), v.double().t()).t().float()
             return v * std + mean
         return v
+
+    def _zca(self, device) -> torch.Tensor:
+        n = self.n_features
+        return torch.tensor(self.zca, dtype=torch.float64, device=device).reshape(n, n)
+
+    def log_det_jacobian(self) -> float:
+        """``log |det dv/dx|`` of :meth:`transform` for gaussian units (0 for the others): add
+        it to a log-density of the prepared data ``v`` to get one of the raw data ``x``
+        (nats per row)."""
+        if self.units != "gaussian" or self.mean is None:
+            return 0.0
+        out = -sum(math.log(s) for s in self.std)
+        if self.zca is not None:
+            out += torch.linalg.slogdet(self._zca("cpu"))[1].item()
+        return out
 
     # -- checks ---------------------------------------------------------------------------------
     def _check_width(self, x: torch.Tensor, name: str) -> None:
@@ -371,7 +430,8 @@ class Preparation:
                 "threshold": self.threshold, "spin_data": self.spin_data,
                 "n_features": self.n_features,
                 "mean": None if self.mean is None else list(self.mean),
-                "std": None if self.std is None else list(self.std)}
+                "std": None if self.std is None else list(self.std),
+                **({} if self.zca is None else {"zca": list(self.zca)})}
 
     @classmethod
     def from_dict(cls, record, units=None) -> "Preparation":
@@ -420,7 +480,7 @@ class Preparation:
             if not isinstance(record.get(key), str):
                 raise ValueError(f"{key}: expected a string, got "
                                  f"{type(record.get(key)).__name__}")
-        for key in ("mean", "std"):
+        for key in ("mean", "std", "zca"):
             if record.get(key) is not None and not isinstance(record[key], list):
                 raise ValueError(f"{key}: expected a list of numbers or null, got "
                                  f"{type(record[key]).__name__}")
@@ -428,7 +488,7 @@ class Preparation:
                    threshold=record.get("threshold", 0.5),
                    spin_data=record.get("spin_data", False),
                    n_features=record.get("n_features"),
-                   mean=record.get("mean"), std=record.get("std"))
+                   mean=record.get("mean"), std=record.get("std"), zca=record.get("zca"))
         if units is not None and _units_spec(units) != prep.units:
             raise ValueError(f"units: the record is for {prep.units} units, the model has "
                              f"{_units_spec(units)} visible units")
@@ -466,4 +526,6 @@ class Preparation:
         parts.append(f"n_features={self.n_features}")
         if self.mean is not None:
             parts.append(f"mean=<{len(self.mean)} values>, std=<{len(self.std)} values>")
+        if self.zca is not None:
+            parts.append("zca=<whitening>")
         return f"Preparation({', '.join(parts)})"

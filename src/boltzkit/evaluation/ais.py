@@ -17,7 +17,11 @@ log-partition is closed form::
 
     log Z_0 = logpart_v(a0) + logpart_h(0)
 
-and at β = 1 it is the RBM's ``exp(-F(v))``. The log-ratio of consecutive distributions needs
+and at β = 1 it is the RBM's ``exp(-F(v))``. For visible units with learned variances
+(``gaussian:learned``) ``v`` reads ``phi(v) = v / σ²`` wherever it meets a weight or a bias and
+``base_v(v) = Σ v²/(2σ²)``: the base model is N(a0, σ²) with the model's own variances, which
+every intermediate distribution keeps (β scales fields, never base measures). The families'
+parameters are passed to every call. The log-ratio of consecutive distributions needs
 only the hidden field ``c = b + vW`` of the current state::
 
     log f_{β'}(v) - log f_β(v) = (β' - β) v·(a - a0) + logpart_h(c, β') - logpart_h(c, β).
@@ -200,12 +204,18 @@ def base_visible_bias(model, data: Optional[torch.Tensor] = None, dtype=None) ->
     return model.visible.init_bias(data.double().mean(0)).to(dtype)
 
 
+def _cast(params, dtype):
+    return None if params is None else {k: t.detach().to(dtype) for k, t in params.items()}
+
+
 def base_log_partition(model, a0: torch.Tensor) -> float:
     """log Z_A of the base model with visible biases ``a0``: ``logpart_v(a0) + logpart_h(0)``
-    (float64)."""
+    (float64; the families' own parameters, e.g. learned variances, included)."""
     a0 = a0.detach().to(torch.float64).reshape(1, -1)
     zeros = torch.zeros(1, model.n_hidden, dtype=torch.float64, device=a0.device)
-    return (model.visible.log_partition(a0) + model.hidden.log_partition(zeros)).item()
+    return (model.visible.log_partition(a0, params=_cast(model.visible_params, torch.float64))
+            + model.hidden.log_partition(zeros, params=_cast(model.hidden_params,
+                                                             torch.float64))).item()
 
 
 # -- per-step increments --------------------------------------------------------------------------
@@ -216,7 +226,8 @@ def _field_bound(model, w: torch.Tensor, b: torch.Tensor) -> float:
     return (b.abs() + w.abs().sum(0)).max().item()
 
 
-def _logpart_step(units, c, mean_from, beta_from: float, beta_to: float, fast: bool):
+def _logpart_step(units, c, mean_from, beta_from: float, beta_to: float, fast: bool,
+                  params=None):
     """``logpart(c, beta_to) - logpart(c, beta_from)`` per row, shape ``(n,)``, given
     ``mean_from = units.mean(c, beta_from)``. ``fast`` (``|Δβ c| < 0.5`` everywhere) selects
     the forms that keep full relative precision for tiny Δβ; otherwise the difference is
@@ -248,7 +259,9 @@ def _logpart_step(units, c, mean_from, beta_from: float, beta_to: float, fast: b
         ls = torch.log_softmax(g * beta_from, -1)
         return torch.logsumexp(ls + g * d, -1).sum(-1)
     cd = c.double()
-    return units.log_partition(cd, beta_to) - units.log_partition(cd, beta_from)
+    pd = _cast(params, torch.float64)
+    return (units.log_partition(cd, beta_to, params=pd)
+            - units.log_partition(cd, beta_from, params=pd))
 
 
 # -- the chains -----------------------------------------------------------------------------------
@@ -296,6 +309,8 @@ class _Annealer:
             self.b = model.hidden_bias.detach().to(self.dtype)
             self.a0 = base_visible_bias(model, base, self.dtype)
             self.da = self.a - self.a0
+            self.pv = _cast(model.visible_params, self.dtype)
+            self.ph = _cast(model.hidden_params, self.dtype)
         self.log_z_base = base_log_partition(model, self.a0)
         self.bound = _field_bound(model, self.w, self.b)
         if generator is None:
@@ -307,14 +322,21 @@ class _Annealer:
     def fast(self, beta_from, beta_to) -> bool:
         return abs(beta_to - beta_from) * self.bound < _FAST_LIMIT
 
+    def stat(self, v):
+        """``phi(v)``: ``v`` itself but for learned variances (``v / σ²``)."""
+        return v if self.V.identity_statistic else self.V.statistic(v, params=self.pv)
+
+    def params(self, units):
+        return self.ph if units is self.H else self.pv
+
     def hidden_field(self, v):
-        return torch.addmm(self.b, v, self.w)
+        return torch.addmm(self.b, self.stat(v), self.w)
 
     def mean(self, units, field, beta):
         """E_β[s | field] (one buffer for Bernoulli units, the families' ``mean`` otherwise)."""
         if type(units) is Bernoulli:
             return (torch.mul(field, beta) if beta != 1.0 else field.clone()).sigmoid_()
-        return units.mean(field, beta)
+        return units.mean(field, beta, params=self.params(units))
 
     def sample(self, units, mean):
         """A draw given the conditional mean: Bernoulli and spin through :class:`_Uniforms`
@@ -327,7 +349,7 @@ class _Annealer:
         if type(units) is Spin:
             u = self.uniforms(tuple(mean.shape))
             return torch.lt(u, (mean + 1.0) * 0.5, out=u).mul_(2.0).sub_(1.0)
-        return units.sample_from_mean(mean, self.g)
+        return units.sample_from_mean(mean, self.g, params=self.params(units))
 
     def move(self, hidden_mean, beta):
         """Transition at ``beta`` given E_β[h | v] of the current v: h, then v. Returns v."""
@@ -335,14 +357,15 @@ class _Annealer:
         field = torch.addmm(torch.lerp(self.a0, self.a, beta), h, self.wt, alpha=beta)
         if type(self.V) is Bernoulli:
             return self.sample(self.V, field.sigmoid_())
-        return self.sample(self.V, self.V.mean(field))
+        return self.sample(self.V, self.V.mean(field, params=self.pv))
 
     def increment(self, v, c, mean, beta_from, beta_to):
         """``log f_{β_to}(v) - log f_{β_from}(v)``, ``(n,)``, given ``c = b + vW`` and
         ``mean = E_{β_from}[h | v]``: a small number formed without cancellation, so the
         chains' precision suffices; the caller accumulates it into float64."""
-        out = _logpart_step(self.H, c, mean, beta_from, beta_to, self.fast(beta_from, beta_to))
-        return out.add_(torch.mv(v, self.da), alpha=beta_to - beta_from)
+        out = _logpart_step(self.H, c, mean, beta_from, beta_to, self.fast(beta_from, beta_to),
+                            self.ph)
+        return out.add_(torch.mv(self.stat(v), self.da), alpha=beta_to - beta_from)
 
 
 def _check_chains(n_chains, name="n_chains") -> int:
@@ -401,7 +424,7 @@ def ais(model, *, base: Optional[torch.Tensor] = None, n_chains: int = 100,
     bs = _resolve_betas(betas)
     an = _Annealer(model, base, dtype, generator)
     n = n_chains
-    v = an.V.sample(an.a0.expand(n, -1).contiguous(), an.g)
+    v = an.V.sample(an.a0.expand(n, -1).contiguous(), an.g, params=an.pv)
     log_w = torch.zeros(n, dtype=torch.float64, device=an.w.device)
     c = an.hidden_field(v)
     last = len(bs) - 1

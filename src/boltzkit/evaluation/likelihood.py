@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .. import _validation
 from ..training import Callback, reconstruction_error
-from ..units import Bernoulli, Gaussian, Softmax, Spin
+from ..units import Bernoulli, Gaussian, LearnedGaussian, Softmax, Spin
 from ..exact.rbm import free_energy, log_partition
 
 __all__ = ["LogLikelihood", "log_likelihood", "exact_log_likelihood", "pseudo_likelihood",
@@ -283,6 +283,13 @@ def pseudo_likelihood(model, v: torch.Tensor, generator: Optional[torch.Generato
         return _pl_softmax(model, v, w, a, b, idx)
     if isinstance(V, Gaussian):
         return _pl_gaussian(model, v, w, a, b, idx)
+    if isinstance(V, LearnedGaussian):
+        # u = v / σ is the visible layer of a unit-variance RBM with weights W / σ and biases
+        # a / σ (the same energy), so p(v_i | v_-i) = p(u_i | u_-i) / σ_i
+        z = model.visible_log_variance.detach().to(dtype)
+        sd = torch.exp(0.5 * z)
+        pl = _pl_gaussian(model, v / sd, w / sd[:, None], a / sd, b, idx)
+        return pl - (0.5 * z.sum() if idx is None else 0.5 * z[idx] * n_vars)
     raise ValueError(f"pseudo_likelihood: unsupported visible units {V!r}")
 
 

@@ -19,7 +19,7 @@ import torch
 from ..units import enumerate_states
 
 __all__ = ["enumerable_layer", "can_enumerate", "log_partition", "expected_statistics",
-           "free_energy", "MAX_ENUMERATE_STATES"]
+           "expected_parameter_gradients", "free_energy", "MAX_ENUMERATE_STATES"]
 
 MAX_ENUMERATE_STATES = 2 ** 24
 
@@ -102,6 +102,9 @@ def expected_statistics(model, layer: Optional[str] = None, chunk_size: int = 2 
     energies in the model's dtype, sums in float64).
 
     Enumerating v: E[v hᵀ] = sum_v p(v) v E[h | v]ᵀ; enumerating h: sum_h p(h) E[v | h] hᵀ.
+    For a visible family coupling through ``phi(v)`` (:meth:`~boltzkit.models.RBM.visible_statistic`,
+    e.g. ``v / σ²`` for learned variances) ``v`` reads ``phi(v)`` throughout (``phi`` is linear,
+    so E[phi(v) | h] = phi(E[v | h])): the statistics the weights and visible biases meet.
     """
     layer = _require_layer(model, layer, max_states)
     log_z = log_partition(model, layer, dtype=model.weight.dtype, chunk_size=chunk_size,
@@ -113,26 +116,70 @@ def expected_statistics(model, layer: Optional[str] = None, chunk_size: int = 2 
     for s in _chunks(model, layer, chunk_size):
         p = torch.exp(_neg_free_energy(model, layer, s).double() - log_z)
         if layer == "hidden":
-            v, h = model.visible_mean(s, check=False).double(), s.double()
+            v = model.visible_statistic(model.visible_mean(s, check=False)).double()
+            h = s.double()
         else:
-            v, h = s.double(), model.hidden_mean(s, check=False).double()
+            v, h = model.visible_statistic(s).double(), model.hidden_mean(s, check=False).double()
         vh += (v * p[:, None]).t() @ h
         ev += p @ v
         eh += p @ h
     return vh.to(model.weight.dtype), ev.to(model.weight.dtype), eh.to(model.weight.dtype)
 
 
+def expected_parameter_gradients(model, names, layer: Optional[str] = None,
+                                 chunk_size: int = 2 ** 14,
+                                 max_states: float = MAX_ENUMERATE_STATES) -> dict:
+    """Exact model expectations of the energy's gradient, ``{name: E_model[dE/dθ]}`` for the
+    parameters ``names`` (e.g. ``["visible_log_variance"]``), each shaped like its parameter,
+    in the model's dtype: the model side of the loss gradient ``E_data[dE/dθ] -
+    E_model[dE/dθ]`` for any parameter, including those a unit family owns.
+
+    With one layer summed out, ``-F(s) = log Σ_or∫ exp(-E)`` over the other layer, so
+    ``dF(s)/dθ = E[dE/dθ | s]`` and ``E_model[dE/dθ] = Σ_s p(s) dF(s)/dθ`` over the
+    enumerated layer's states ``s`` (the probabilities held fixed): autograd of the free
+    energies, chunk by chunk (float64 sums).
+    """
+    layer = _require_layer(model, layer, max_states)
+    params = dict(model.named_parameters())
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise ValueError(f"names: the model has no parameter {missing[0]!r}")
+    targets = [params[n] for n in names]
+    log_z = log_partition(model, layer, dtype=model.weight.dtype, chunk_size=chunk_size,
+                          max_states=max_states)
+    total = [torch.zeros_like(t, dtype=torch.float64) for t in targets]
+    for s in _chunks(model, layer, chunk_size):
+        with torch.enable_grad():
+            f = -_neg_free_energy(model, layer, s)
+            p = torch.exp(-f.detach().double() - log_z).to(f.dtype)
+            grads = torch.autograd.grad((p * f).sum(), targets, allow_unused=True)
+        for acc, g in zip(total, grads):
+            if g is not None:
+                acc += g.double()
+    return {n: t.to(model.weight.dtype) for n, t in zip(names, total)}
+
+
+def _dtype_params(params, dtype):
+    return None if params is None else {k: t.detach().to(dtype) for k, t in params.items()}
+
+
 @torch.no_grad()
 def free_energy(model, v: torch.Tensor, *, dtype=torch.float64,
                 chunk_rows: int = 4096) -> torch.Tensor:
-    """F(v) = base_v(v) - v·a - logpart_h(b + vW) per row of ``v`` ``(n, n_visible)``: ``(n,)``
-    in ``dtype`` (float64 by default, whatever the model's precision), computed ``chunk_rows``
-    rows at a time."""
+    """F(v) = base_v(v) - phi(v)·a - logpart_h(b + phi(v) W) per row of ``v`` ``(n, n_visible)``
+    (``phi(v) = v`` but for learned variances, see :meth:`~boltzkit.models.RBM.free_energy`):
+    ``(n,)`` in ``dtype`` (float64 by default, whatever the model's precision), computed
+    ``chunk_rows`` rows at a time."""
     w = model.weight.detach().to(dtype)
     a = model.visible_bias.detach().to(dtype)
     b = model.hidden_bias.detach().to(dtype)
+    pv = _dtype_params(model.visible_params, dtype)
+    ph = _dtype_params(model.hidden_params, dtype)
+    V, H = model.visible, model.hidden
     out = []
     for start in range(0, v.shape[0], chunk_rows):
         x = v[start:start + chunk_rows].to(dtype)
-        out.append(model.visible.base(x) - x @ a - model.hidden.log_partition(torch.addmm(b, x, w)))
+        stat = x if V.identity_statistic else V.statistic(x, params=pv)
+        out.append(V.base(x, params=pv) - stat @ a
+                   - H.log_partition(torch.addmm(b, stat, w), params=ph))
     return torch.cat(out)

@@ -18,7 +18,21 @@ shape ``(n,)`` (one per row of the batch, e.g. one per chain of parallel temperi
 the fields (biases and interaction) and not the base measures, see :mod:`boltzkit.units`.
 
 Parameters owned by a unit family (:meth:`boltzkit.units.Units.init_parameters`) are registered
-as ``visible_<name>`` / ``hidden_<name>`` and passed back to the family, keyed by ``<name>``.
+as ``visible_<name>`` / ``hidden_<name>`` and passed back to the family, keyed by ``<name>``;
+:meth:`RBM.constrain_` hands them to the family's ``constrain_`` (the training driver calls it
+after every update).
+
+A visible family may couple its states through a statistic ``phi(v)`` (linear in v,
+:meth:`boltzkit.units.Units.statistic`; ``v`` itself for every family but one): the energy is
+then ``base_v(v) + base_h(h) - phi(v)·a - h·b - phi(v) W h`` and the hidden field ``b + phi(v) W``.
+The learned-variance Gaussian (``"gaussian:learned"``, tensor ``visible_log_variance`` ``z``,
+``σ² = exp(z)``) has ``phi(v) = v / σ²`` and ``base_v(v) = Σ v²/(2σ²)``, which makes
+
+    E(v, h) = Σ_i (v_i - a_i)²/(2σ_i²) - Σ_j b_j h_j - Σ_ij (v_i/σ_i²) W_ij h_j - Σ_i a_i²/(2σ_i²)
+
+(Cho, Ilin & Raiko 2011, less a constant that cancels in every probability): p(v | h) =
+N(a + W h, σ²), p_beta(v | h) = N(beta (a + W h), σ²). Only the visible layer may have such a
+statistic.
 
 This module holds parameters and energies only: no loops, no optimisers. Sampling chains live in
 :mod:`boltzkit.samplers`, learning in :mod:`boltzkit.training`.
@@ -47,8 +61,9 @@ class RBM(ConfigChecked):
     n_visible, n_hidden : int
         Layer sizes.
     visible, hidden : str or Units
-        Unit families: ``"bernoulli"``, ``"spin"``, ``"gaussian"``, ``"softmax"``,
-        ``"softmax:K"`` or a registered family (see :func:`boltzkit.units.get_units`).
+        Unit families: ``"bernoulli"``, ``"spin"``, ``"gaussian"``, ``"gaussian:learned"``
+        (visible only: a learned variance per unit), ``"softmax"``, ``"softmax:K"`` or a
+        registered family (see :func:`boltzkit.units.get_units`).
     init_std : float
         Weights start as N(0, init_std²) (0.01 in Hinton's practical guide); biases start at 0
         (use :meth:`init_visible_bias` to start them at the data's base rates).
@@ -104,6 +119,10 @@ class RBM(ConfigChecked):
                                                           dtype, device)
         self._hidden_param_names = self._register_family("hidden", self.hidden, n_hidden,
                                                          dtype, device)
+        if not self.hidden.identity_statistic:
+            raise ValueError(f"hidden: {self.hidden.spec()} units couple through a statistic "
+                             f"other than the state itself, which only the visible layer "
+                             f"supports")
 
     def _register_family(self, layer, units, n_units, dtype, device) -> tuple:
         """Register the parameters ``units`` owns for ``layer`` as ``<layer>_<name>``."""
@@ -178,8 +197,22 @@ class RBM(ConfigChecked):
     @staticmethod
     def check_tensors(tensors: dict) -> None:
         """Structural check of a state dict whose shapes fit the model: an RBM's parameters may
-        take any finite values (which :func:`boltzkit.load` checks), so there is nothing more to
-        check."""
+        take any finite values (which :func:`boltzkit.load` checks), except a learned
+        log-variance (``visible_log_variance``), which must lie within ±30 (``ValueError``
+        naming it otherwise)."""
+        if "visible_log_variance" in tensors:
+            from ..units.gaussian import LearnedGaussian
+
+            LearnedGaussian.check_parameters({"log_variance": tensors["visible_log_variance"]})
+
+    def constrain_(self) -> None:
+        """Bring the unit families' parameters back into range, in place (e.g. the floor of a
+        learned variance); nothing for families that own none. The training driver calls it
+        after every update."""
+        if self._visible_param_names:
+            self.visible.constrain_(self.visible_params)
+        if self._hidden_param_names:
+            self.hidden.constrain_(self.hidden_params)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the tensor if the parameters break the model's structure
@@ -212,9 +245,18 @@ class RBM(ConfigChecked):
         return self.check_hidden(h, name, relaxed=True) if check else h
 
     # -- fields and conditionals ---------------------------------------------------------------
+    def visible_statistic(self, v: torch.Tensor) -> torch.Tensor:
+        """``phi(v)``, how visible states meet the weights and visible biases, shape of ``v``
+        ``(n, n_visible)``: ``v`` itself (the same tensor) for every family but
+        ``gaussian:learned``, whose ``phi(v) = v / σ²``."""
+        if self.visible.identity_statistic:
+            return v
+        return self.visible.statistic(v, params=self.visible_params)
+
     def hidden_field(self, v: torch.Tensor) -> torch.Tensor:
-        """``b + v W``, shape ``(n, n_hidden)``."""
-        return torch.addmm(self.hidden_bias, v, self.weight)
+        """``b + phi(v) W`` (``b + v W`` but for ``gaussian:learned`` visible units, see
+        :meth:`visible_statistic`), shape ``(n, n_hidden)``."""
+        return torch.addmm(self.hidden_bias, self.visible_statistic(v), self.weight)
 
     def visible_field(self, h: torch.Tensor) -> torch.Tensor:
         """``a + h Wᵀ``, shape ``(n, n_visible)``."""
@@ -275,9 +317,10 @@ class RBM(ConfigChecked):
             v, h = self.check_visible(v, "v"), self.check_hidden(h, "h")
         if check and v.shape[0] != h.shape[0]:
             raise ValueError(f"h: expected {v.shape[0]} rows like v, got {h.shape[0]}")
+        x = self.visible_statistic(v)
         return (self.visible.base(v, params=self.visible_params)
-                + self.hidden.base(h, params=self.hidden_params) - v @ self.visible_bias
-                - h @ self.hidden_bias - ((v @ self.weight) * h).sum(-1))
+                + self.hidden.base(h, params=self.hidden_params) - x @ self.visible_bias
+                - h @ self.hidden_bias - ((x @ self.weight) * h).sum(-1))
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         """The free energy F(v) ``(n,)`` (see :meth:`free_energy`): ``rbm(v)``, and what
@@ -289,13 +332,14 @@ class RBM(ConfigChecked):
         """F(v) = -log sum_h exp(-E(v, h)), shape ``(n,)`` for ``v`` ``(n, n_visible)``.
 
         With ``beta`` != 1 this is the free energy of the tempered model whose interaction and
-        biases are scaled by ``beta`` (the base measures are not): ``base_v(v) - beta v·a -
-        logpart_h(beta (b + v W))``; ``beta`` a number or ``(n,)`` (row i at ``beta[i]``).
+        biases are scaled by ``beta`` (the base measures are not): ``base_v(v) - beta phi(v)·a -
+        logpart_h(beta (b + phi(v) W))`` (``phi(v) = v`` but for learned variances, which beta
+        leaves alone); ``beta`` a number or ``(n,)`` (row i at ``beta[i]``).
         """
         v = self._visible_in(v, check)
         b = row_beta(beta, v.shape[0])
         return (self.visible.base(v, params=self.visible_params)
-                - _times(b, v @ self.visible_bias)
+                - _times(b, self.visible_statistic(v) @ self.visible_bias)
                 - self.hidden.log_partition(self.hidden_field(v), b, params=self.hidden_params))
 
     def free_energy_hidden(self, h: torch.Tensor, beta: Beta = 1.0, *, check: bool = True

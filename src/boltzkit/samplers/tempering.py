@@ -255,7 +255,8 @@ def sample(model, n: int, steps: int, betas, generator: Optional[torch.Generator
     p = model.weight
     if start is None:
         start = model.visible.sample(torch.zeros(n, model.n_visible, dtype=p.dtype,
-                                                 device=p.device), generator)
+                                                 device=p.device), generator,
+                                     params=model.visible_params)
     state = init(model, start, betas, generator)
     ladders = [state.betas.tolist()]
     for i in range(steps):

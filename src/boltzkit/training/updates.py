@@ -79,17 +79,33 @@ class SGD(Update):
     momentum : float in [0, 1)
     weight_decay : float >= 0
         L2 penalty on the weights.
+    lr_scale : mapping of parameter name to float > 0, optional
+        Per-parameter multipliers of the learning rate: ``p <- p - lr * lr_scale[name] * buf``
+        (1 for names not listed), e.g. ``{"visible_log_variance": 0.01}`` for the slower
+        variance updates that Gaussian RBMs with learned variances need. Without it (the
+        default) the arithmetic is exactly the plain rule's.
     """
 
-    def __init__(self, momentum: float = 0.5, weight_decay: float = 0.0):
+    def __init__(self, momentum: float = 0.5, weight_decay: float = 0.0, lr_scale=None):
         self.momentum = check.real(momentum, "momentum", 0.0, 1.0, strict_maximum=True)
         self.weight_decay = check.real(weight_decay, "weight_decay", 0.0)
+        if lr_scale is not None:
+            if not isinstance(lr_scale, Mapping) or not all(isinstance(k, str) for k in lr_scale):
+                raise ValueError(f"lr_scale: expected a mapping of parameter names to numbers, "
+                                 f"got {type(lr_scale).__name__}")
+            lr_scale = {k: check.real(v, f"lr_scale[{k!r}]", 0.0, strict_minimum=True)
+                        for k, v in sorted(lr_scale.items())}
+        self.lr_scale = lr_scale or None
 
     def __repr__(self):
-        return f"SGD(momentum={self.momentum:g}, weight_decay={self.weight_decay:g})"
+        scale = f", lr_scale={self.lr_scale!r}" if self.lr_scale else ""
+        return f"SGD(momentum={self.momentum:g}, weight_decay={self.weight_decay:g}{scale})"
 
     def config(self):
-        return {"rule": "SGD", "momentum": self.momentum, "weight_decay": self.weight_decay}
+        out = {"rule": "SGD", "momentum": self.momentum, "weight_decay": self.weight_decay}
+        if self.lr_scale:
+            out["lr_scale"] = dict(self.lr_scale)
+        return out
 
     def step(self, params, grads, lr, state):
         for name, g in grads.items():
@@ -103,11 +119,15 @@ class SGD(Update):
                 else:
                     buf.mul_(self.momentum).add_(g)
                 g = buf
-            p.add_(g, alpha=-lr)
+            if self.lr_scale is not None and name in self.lr_scale:
+                p.add_(g, alpha=-lr * self.lr_scale[name])
+            else:
+                p.add_(g, alpha=-lr)
 
     def fused(self, estimator, model):
         names = tuple(name for name, _ in model.named_parameters())
         if not getattr(estimator, "dense_statistics", False) or names != RBM_PARAMETERS \
+                or (self.lr_scale is not None and any(n in self.lr_scale for n in names)) \
                 or model.weight.dim() != 2:
             return None
         return self._fused_step

@@ -1,7 +1,8 @@
 """Unit families: the kinds of stochastic unit a Boltzmann machine is built from.
 
 One family per module: :class:`Bernoulli` (0/1), :class:`Spin` (±1), :class:`Gaussian` (real,
-unit variance: base = s²/2, so p(s|t) = N(beta t, 1)) and :class:`Softmax` (one-hot groups of
+unit variance: base = s²/2, so p(s|t) = N(beta t, 1)), :class:`LearnedGaussian` (real, a learned
+variance per unit, ``"gaussian:learned"``) and :class:`Softmax` (one-hot groups of
 ``group_size`` units; ``group_size=None`` makes the whole layer one group). The contract they
 share, p(s | t) ∝ exp(beta t s - base(s)), the shapes (``beta`` a number or a tensor such as
 ``(n, 1)``, one inverse temperature per row) and the parameters a family may own are described
@@ -21,7 +22,7 @@ from typing import Callable
 from .base import Beta, Params, Units, _binary_states, _check_finite, _within, enumerate_states, \
     row_beta, uniform
 from .bernoulli import Bernoulli
-from .gaussian import Gaussian
+from .gaussian import DEFAULT_MIN_VARIANCE, Gaussian, LearnedGaussian
 from .softmax import Softmax
 from .spin import Spin
 
@@ -30,6 +31,8 @@ __all__ = [
     "Bernoulli",
     "Spin",
     "Gaussian",
+    "LearnedGaussian",
+    "DEFAULT_MIN_VARIANCE",
     "Softmax",
     "get_units",
     "register_units",
@@ -80,15 +83,17 @@ def unregister_units(name: str) -> None:
 
 def _expected() -> str:
     names = ", ".join(UNIT_NAMES + tuple(sorted(_REGISTERED)))
-    return f"one of {names} (or 'softmax:K')"
+    return f"one of {names} (or 'softmax:K', 'gaussian:learned', 'gaussian:learned:F')"
 
 
 def get_units(spec) -> Units:
     """Turn a name into a unit family.
 
     ``spec`` is a :class:`Units` instance (returned as is) or one of ``"bernoulli"`` (alias
-    ``"binary"``), ``"spin"`` (alias ``"ising"``), ``"gaussian"``, ``"softmax"`` (the whole layer
-    one group), ``"softmax:K"`` (groups of K units), or the name of a family added by
+    ``"binary"``), ``"spin"`` (alias ``"ising"``), ``"gaussian"`` (unit variance),
+    ``"gaussian:learned"`` (a learned variance per unit, floored at 0.01) or
+    ``"gaussian:learned:F"`` (floored at F), ``"softmax"`` (the whole layer one group),
+    ``"softmax:K"`` (groups of K units), or the name of a family added by
     :func:`register_units` (``"name"`` or ``"name:arg"``).
     """
     if isinstance(spec, Units):
@@ -103,6 +108,15 @@ def get_units(spec) -> Units:
         return Spin()
     if name == "gaussian" and not sep:
         return Gaussian()
+    if name == "gaussian":
+        kind, sep2, floor = arg.partition(":")
+        if kind == "learned" and not sep2:
+            return LearnedGaussian()
+        if kind == "learned":
+            try:
+                return LearnedGaussian(float(floor))
+            except ValueError as err:
+                raise ValueError(f"units: {spec!r}: {err}") from None
     if name == "softmax":
         if not sep:
             return Softmax()

@@ -41,6 +41,19 @@ hands them back, keyed by ``name``, through the keyword ``params`` of :meth:`Uni
 :meth:`Units.sample_from_mean`, :meth:`Units.sample`, :meth:`Units.log_partition` and
 :meth:`Units.base`. Families without parameters ignore ``params`` (the models pass ``None``).
 The support (:meth:`Units.check`, :meth:`Units.states`) never depends on parameters.
+:meth:`Units.constrain_` (a no-op by default) keeps them in range; a model calls it after every
+update (e.g. a floor on a learned variance).
+
+The statistic a state presents to its neighbours
+------------------------------------------------
+In general the energy couples a unit through a statistic ``phi(s)`` linear in ``s``
+(:meth:`Units.statistic`), ``E(s) = sum_i base(s_i) - sum_i t_i phi(s_i)``, so that
+``p(s | t) ∝ exp(beta t phi(s) - base(s))``. For every family but the learned-variance Gaussian
+``phi(s) = s`` (``identity_statistic = True``: models then skip the call); that one has
+``phi(s) = s / σ²`` (Cho, Ilin & Raiko 2011, see :class:`~boltzkit.units.LearnedGaussian`). A
+model uses ``phi(v)`` wherever ``v`` meets a weight or a bias: the hidden field
+``b + phi(v) W``, the energy, the gradient statistics. Since ``phi`` is linear,
+``E[phi(s) | t] = phi(mean)``.
 """
 
 from __future__ import annotations
@@ -159,6 +172,8 @@ class Units(abc.ABC):
 
     name: str = "units"
     discrete: bool = True
+    #: True when :meth:`statistic` is the identity (every family but the learned Gaussian)
+    identity_statistic: bool = True
 
     # -- parameters owned by the family --------------------------------------------------------
     def init_parameters(self, n_units: int, dtype=torch.float32, device=None
@@ -167,6 +182,15 @@ class Units(abc.ABC):
         ``{name: tensor}`` (e.g. ``{"log_variance": (n_units,)}``). A model registers each as a
         learnable parameter and passes them back through ``params``. Default: none (``{}``)."""
         return {}
+
+    def constrain_(self, params: Params) -> None:
+        """Bring the family's parameters back into their allowed range, in place (a model calls
+        it after every update). Default: nothing to do."""
+
+    def statistic(self, s: torch.Tensor, *, params: Params = None) -> torch.Tensor:
+        """``phi(s)``, how a state enters the weights and biases of the energy (linear in
+        ``s``), shape of ``s``. Default: ``s`` itself (see the module docstring)."""
+        return s
 
     # -- conditionals ---------------------------------------------------------------------------
     @abc.abstractmethod

@@ -97,6 +97,13 @@ buffer. Weight decay (``SGD(weight_decay=...)``) applies to ``weight`` in the or
 coordinates, where it leaves the biases alone; decay of ``W_c`` in centered coordinates would,
 by (1), also move ``a`` and ``b`` (by ``+lr wd W lam`` and ``+lr wd Wᵀ mu``).
 
+Learned variances
+-----------------
+For visible units coupling through ``phi(v) = v / σ²`` (``gaussian:learned``) ``v`` reads
+``phi(v)`` above (the visible offset is a moving average of ``phi(v)``). The centered energy
+differs from the original by a constant in ``(W, a, b, mu, lam)`` that does not involve the
+log-variances, so their gradient is the same in both coordinates and passes through unchanged.
+
 The fused dense update (:meth:`~boltzkit.training.updates.SGD.fused`) is declined
 (``dense_statistics = False``): the centered weight direction is not the difference of two
 products of samples.
@@ -252,13 +259,18 @@ class Centered(Estimator):
         for Bernoulli units)."""
         inner = self.estimator.init_state(model, data, generator)
         dt, dev = model.weight.dtype, model.weight.device
-        mu = data.mean(0).to(dtype=dt, device=dev)
+        if model.visible.identity_statistic:
+            mu = data.mean(0).to(dtype=dt, device=dev)
+        else:  # the offset of phi(v) (v / σ² for learned variances), what the weights meet
+            mu = model.visible_statistic(data.to(dtype=dt, device=dev)).mean(0).detach()
         zero = torch.zeros(1, model.n_hidden, dtype=dt, device=dev)
         lam = model.hidden.mean(zero, params=model.hidden_params)[0].detach().clone()
         return self.state_type(*(tuple(inner) if inner is not None else ()), mu, lam)
 
-    def _batch_means(self, stats):
+    def _batch_means(self, model, stats):
         v_pos, h_pos, v_neg, h_neg = stats
+        if not model.visible.identity_statistic:  # offsets of phi(v), what the weights meet
+            v_pos, v_neg = model.visible_statistic(v_pos), model.visible_statistic(v_neg)
         out = []
         for letter, pos, neg in ((self.offsets[0], v_pos, v_neg), (self.offsets[1], h_pos, h_neg)):
             if letter == "d":
@@ -285,8 +297,8 @@ class Centered(Estimator):
         inner = self._inner_type(*state[:n_inner]) if self._inner_type is not None else None
         stats, inner = self.estimator.statistics(model, v, inner, generator)
         rate = self.rate
-        mean_v, mean_h = self._batch_means(stats)
+        mean_v, mean_h = self._batch_means(model, stats)
         mu = state.visible_offset.mul(1.0 - rate).add_(mean_v, alpha=rate)
         lam = state.hidden_offset.mul(1.0 - rate).add_(mean_h, alpha=rate)
-        grads = centered_gradient(statistics_gradient(*stats), mu, lam)
+        grads = centered_gradient(statistics_gradient(*stats, model=model), mu, lam)
         return grads, kind(*(tuple(inner) if inner is not None else ()), mu, lam)

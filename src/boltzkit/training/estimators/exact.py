@@ -37,8 +37,19 @@ class ExactGradient(Estimator):
                                   PhaseStatistics(fp.to(dt), fm.to(dt))), state
         vh, ev, eh = exact_rbm.expected_statistics(model)
         h_pos = model.hidden_mean(v, check=False)
-        return {"weight": vh - v.t() @ h_pos / v.shape[0], "visible_bias": ev - v.mean(0),
-                "hidden_bias": eh - h_pos.mean(0)}, state
+        x = model.visible_statistic(v)
+        grads = {"weight": vh - x.t() @ h_pos / v.shape[0], "visible_bias": ev - x.mean(0),
+                 "hidden_bias": eh - h_pos.mean(0)}
+        owned = [n for n, _ in model.named_parameters() if n not in grads]
+        if owned:  # parameters a unit family owns: E_data[dF(v)/dθ] - E_model[dE/dθ]
+            model_side = exact_rbm.expected_parameter_gradients(model, owned)
+            params = [getattr(model, n) for n in owned]
+            with torch.enable_grad():
+                data_side = torch.autograd.grad(model.free_energy(v, check=False).mean(), params,
+                                                allow_unused=True)
+            for n, d, p in zip(owned, data_side, params):
+                grads[n] = (torch.zeros_like(p) if d is None else d.detach()) - model_side[n]
+        return grads, state
 
     def __repr__(self):
         return "ExactGradient()"

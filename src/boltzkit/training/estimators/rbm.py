@@ -6,8 +6,11 @@ The mean log-likelihood of data under an RBM has the gradient
     d/da  = E_data[v]         - E_model[v]
     d/db  = E_data[E[h|v]]    - E_model[h]
 
-for every pairing of unit families (the energy is linear in each parameter). The estimators
-differ only in how they get the model statistics:
+for every pairing of unit families (the energy is linear in each parameter), with ``phi(v)``
+in place of ``v`` for a visible family that couples through a statistic (learned variances:
+``v / σ²``). The parameters a unit family owns (``visible_log_variance``, say) get
+``E_data[dE/dθ] - E_model[dE/dθ]`` at the same samples, by autograd of the mean energies (see
+:func:`statistics_gradient`). The estimators differ only in how they get the model statistics:
 
 - :class:`CD` (contrastive divergence, Hinton 2002): k Gibbs steps from the data;
 - :class:`PCD` (persistent CD, Tieleman 2008): k Gibbs steps from chains kept across updates.
@@ -47,10 +50,22 @@ class Statistics(NamedTuple):
     h_neg: torch.Tensor
 
 
-def statistics_gradient(v_pos, h_pos, v_neg, h_neg) -> dict:
+def statistics_gradient(v_pos, h_pos, v_neg, h_neg, model=None) -> dict:
     """Loss gradient ``{"weight", "visible_bias", "hidden_bias"}`` from positive samples
     ``(v_pos, h_pos)`` and negative samples ``(v_neg, h_neg)`` (rows are samples; h may be
-    conditional means). Two matrix products."""
+    conditional means). Two matrix products.
+
+    ``model`` (the RBM the samples come from) is needed only when its unit families own
+    parameters or its visible family couples through ``phi(v) != v``: then ``v`` reads
+    ``phi(v)`` in the three statistics above, and each owned parameter θ (e.g.
+    ``visible_log_variance``) gets ``mean_pos dE/dθ - mean_neg dE/dθ`` by autograd of the mean
+    energies at the samples. Where ``h`` holds conditional means this is the exact conditional
+    expectation for every parameter whose ``dE/dθ`` is linear in ``h``: all of a visible
+    family's (the energy is linear in ``h`` for fixed ``v``) and those of hidden families whose
+    base measure is linear (binary units)."""
+    if model is not None and (model.visible_params is not None or model.hidden_params
+                              is not None or not model.visible.identity_statistic):
+        return _owned_gradient(model, v_pos, h_pos, v_neg, h_neg)
     n_pos, n_neg = v_pos.shape[0], v_neg.shape[0]
     # the 1/n scalings ride on the products (beta=0: the uninitialised buffer is ignored)
     gw = torch.addmm(v_pos.new_empty(v_pos.shape[1], h_pos.shape[1]), v_neg.t(), h_neg,
@@ -58,6 +73,23 @@ def statistics_gradient(v_pos, h_pos, v_neg, h_neg) -> dict:
     gw.addmm_(v_pos.t(), h_pos, alpha=-1.0 / n_pos)
     return {"weight": gw, "visible_bias": v_neg.mean(0) - v_pos.mean(0),
             "hidden_bias": h_neg.mean(0) - h_pos.mean(0)}
+
+
+def _owned_gradient(model, v_pos, h_pos, v_neg, h_neg) -> dict:
+    names = [("visible_" + n) for n in (model._visible_param_names or ())] + \
+        [("hidden_" + n) for n in (model._hidden_param_names or ())]
+    params = [getattr(model, n) for n in names]
+    # the samples are data here: a chain run outside no_grad would carry their graph
+    v_pos, h_pos, v_neg, h_neg = (t.detach() for t in (v_pos, h_pos, v_neg, h_neg))
+    with torch.enable_grad():
+        e = (model.energy(v_pos, h_pos, check=False).mean()
+             - model.energy(v_neg, h_neg, check=False).mean())
+        owned = torch.autograd.grad(e, params) if params else ()
+    with torch.no_grad():
+        out = statistics_gradient(model.visible_statistic(v_pos), h_pos,
+                                  model.visible_statistic(v_neg), h_neg)
+    out.update({n: g.detach() for n, g in zip(names, owned)})
+    return out
 
 
 class CD(Estimator):
@@ -92,7 +124,7 @@ class CD(Estimator):
 
     def __call__(self, model, v, state=None, generator=None):
         stats, state = self.statistics(model, v, state, generator)
-        return statistics_gradient(*stats), state
+        return statistics_gradient(*stats, model=model), state
 
     def __repr__(self):
         return f"CD(k={self.k})"
