@@ -28,6 +28,13 @@ draws it beside the reconstruction error (also when a run is interrupted), and t
 prints it. Off by default for data without a held-out split (user files), for
 ``--model bm`` (monitored only by enumeration, at most 16 units) and for ``--binarize none``
 (grey values have no likelihood); asking for it there is refused.
+
+Started by ``torchrun --nproc-per-node N -m boltzkit train ...``, the run trains over the N
+processes (:mod:`boltzkit.distributed`): ``--batch-size`` and ``--chains`` are totals over them,
+every process ends with the same model, and process 0 alone writes the run folder and prints;
+``--resume`` continues such a run over as many processes. A setup that fails on any process
+stops all of them with that process's one line; a process that dies ends the others with one
+line naming the last checkpoint, within ``--dist-timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -35,15 +42,18 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from ..distributed import PeerSetupError, ProcessGroupError
 from ..training import Callback
 from ..training.callbacks import DEFAULT_MONITOR_ROWS
 from ..units import UNIT_NAMES
+from ..units.gaussian import VARIANCE_LR_SCALE
 from . import checks
 
 __all__ = ["register", "TRAIN_DEFAULTS", "RUN_FILE"]
@@ -51,10 +61,12 @@ __all__ = ["register", "TRAIN_DEFAULTS", "RUN_FILE"]
 RUN_FILE = "run.json"
 RUN_FILES = (RUN_FILE, "model.safetensors", "train_state.safetensors", "metrics.json",
              "filters.png", "samples.png", "curves.png")
-DATA_CHOICES = "digits, mnist, binarized-mnist, PATH.npy or PATH.csv"
+DATA_CHOICES = ("digits, mnist, binarized-mnist, patches, patches-14 (natural image patches, "
+                "ZCA-whitened for gaussian units), PATH.npy or PATH.csv")
 METHODS = ("cd", "pcd", "pt", "two-phase")
 # the held-out split of each data set, when training on its "train" split
-HELD_OUT = {"digits": "test", "mnist": "test", "binarized-mnist": "valid"}
+HELD_OUT = {"digits": "test", "mnist": "test", "binarized-mnist": "valid", "patches": "test",
+            "patches-14": "test"}
 
 # every setting of a run, with its default: the parser's defaults are None so that the options
 # a user gave can be told apart (a resumed run takes its settings from run.json)
@@ -102,8 +114,9 @@ def register(sub) -> None:
     p.add_argument("--split", help="data split (default: train)")
     p.add_argument("--hidden", type=int, help=f"hidden units (default: {d['hidden']})")
     p.add_argument("--visible-units",
-                   help=f"{', '.join(UNIT_NAMES)} or softmax:K (default: bernoulli; a bm takes "
-                        f"bernoulli or spin for all its units)")
+                   help=f"{', '.join(UNIT_NAMES)}, softmax:K or gaussian:learned (learned "
+                        f"variances; gaussian:learned:F floors them at F) (default: bernoulli; a "
+                        f"bm takes bernoulli or spin for all its units)")
     p.add_argument("--hidden-units",
                    help=f"{', '.join(UNIT_NAMES)} or softmax:K (default: bernoulli; rbm only)")
     p.add_argument("--binarize", choices=["threshold", "sample", "none"],
@@ -164,7 +177,10 @@ def register(sub) -> None:
                         "data have a held-out split and the model is an rbm, else 0)")
     p.add_argument("--monitor-rows", type=int,
                    help=f"held-out rows the monitor uses (default: {DEFAULT_MONITOR_ROWS})")
-    p.set_defaults(func=train_command)
+    p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                   help="under torchrun: seconds a process waits for the others before the run "
+                        "is given up (default: 120)")
+    p.set_defaults(func=train_command, _aliases={"n_chains": "chains"})
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -363,7 +379,8 @@ def _build(s: dict, device: torch.device):
 
     ds = bdata.load_dataset(s["data"], s["split"])
     gen = torch.Generator().manual_seed(s["seed"])
-    prep = Preparation.fit(ds.data, s["visible_units"], s["binarize"], name="--data")
+    prep = Preparation.fit(ds.data, s["visible_units"], s["binarize"], name="--data",
+                           whiten=str(s["data"]).startswith("patches"))
     x = prep.transform(ds.data, gen, name="--data")
     if s["batch_size"] == "auto":  # recorded in run.json as the number it became
         s["batch_size"] = 100 if x.shape[0] >= 10000 else 20
@@ -392,7 +409,9 @@ def _build(s: dict, device: torch.device):
         if s["centering"]:
             estimator = Centered(estimator, rate=s["centering"])
     update = SignStep(s["weight_decay"]) if s["rule"] == "sign" else \
-        SGD(s["momentum"], s["weight_decay"])
+        SGD(s["momentum"], s["weight_decay"],
+            lr_scale={"visible_log_variance": VARIANCE_LR_SCALE}
+            if hasattr(model, "visible_log_variance") else None)
     model.to(device)
     x = estimator.check_data(model, x)
     if device.type != "cpu":
@@ -435,6 +454,47 @@ def _need_bytes(model, n_chains: int) -> int:
 
 # -- the command -----------------------------------------------------------------------------
 def train_command(args) -> int:
+    """The command; under torchrun, in each of its processes (see the module docstring)."""
+    from .. import distributed
+
+    group = None
+    if distributed.launched():
+        timeout = distributed.DEFAULT_TIMEOUT if args.dist_timeout is None else args.dist_timeout
+        if not (isinstance(timeout, float) and math.isfinite(timeout) and timeout > 0):
+            if os.environ.get("RANK", "0") != "0":
+                return 2  # process 0 says it
+            raise ValueError(f"--dist-timeout: expected a number of seconds > 0, got {timeout}")
+        try:
+            group = distributed.init(timeout=timeout)
+        except distributed.ProcessGroupError as err:
+            print(f"boltzkit: error: {err}", file=sys.stderr)
+            return 1
+    try:
+        return _command(args, group)
+    except distributed.PeerSetupError:
+        return 2  # the process that could not start said why
+    except distributed.ProcessGroupError as err:
+        print(f"boltzkit: error: {err}", file=sys.stderr)
+        return 1
+    except BaseException as err:
+        said = isinstance(err, (ValueError, FileNotFoundError, FloatingPointError, OSError))
+        if group is not None and not group.agreed:
+            # a setup that failed here: every process learns it, the first one that failed says
+            # why and the others stop quietly
+            first = group.rank
+            with contextlib.suppress(distributed.ProcessGroupError):
+                first = group.agree(failed=True)
+            if said and first != group.rank:
+                return 2
+        elif group is not None and not group.leader and said:
+            return 2  # the same error in every process (fit's checks): process 0 says it
+        raise
+    finally:
+        if group is not None:
+            group.close()
+
+
+def _command(args, group) -> int:
     given = _given(args)
     if args.resume is not None:
         if args.out is not None or args.overwrite:
@@ -451,21 +511,51 @@ def train_command(args) -> int:
         folder = Path(args.out) if args.out else _default_folder(s)
     _check(s)
     device = checks.device(s["device"])
+    if group is not None and device.type == "cuda":  # each process takes its own GPU
+        if device.index is not None:
+            raise ValueError(f"--device: under torchrun each process takes the GPU of its local "
+                             f"rank; expected --device cuda, got {s['device']}")
+        device = torch.device("cuda", group.local_rank)
     option = "--resume" if args.resume is not None else "--out"
     run = {"created": False, "empty": False}
     try:
-        return _train(args, given, s, folder, device, option, run)
+        return _train(args, given, s, folder, device, option, run, group)
     except FloatingPointError:
         if run["empty"]:  # diverged before any epoch finished: nothing to keep
             _remove_run(folder, run["created"])
         raise
+    except ProcessGroupError as err:
+        if isinstance(err, PeerSetupError):
+            raise
+        raise ProcessGroupError(f"{err}; {_kept(folder)}") from None
 
 
-def _train(args, given, s, folder, device, option, run: dict) -> int:
-    """The run itself, with its folder locked; ``run`` says what a failure should clean up."""
+def _kept(folder: Path) -> str:
+    """What a run folder holds after a failure, and how to continue it (distributed runs)."""
+    from ..training import TrainState
+
+    path = folder / "train_state.safetensors"
+    try:
+        progress = TrainState.read_metadata(path)["progress"]
+    except ValueError:
+        return f"{folder} holds no checkpoint (start the run again)"
+    where = f"epoch {progress.get('epoch')}" + (f", batch {progress.get('batch')}"
+                                                 if progress.get("batch") else "")
+    n = os.environ.get("WORLD_SIZE", "N")
+    return (f"{folder} keeps its last checkpoint ({where}); continue with: torchrun "
+            f"--nproc-per-node {n} -m boltzkit train --resume {folder}")
+
+
+def _train(args, given, s, folder, device, option, run: dict, group=None) -> int:
+    """The run itself, with its folder locked; ``run`` says what a failure should clean up.
+    Under torchrun (``group``) process 0 alone locks, checks and writes the folder and prints;
+    every process reads it (a resume), and all agree that they could start before training."""
+    from ..distributed import rank_zero
     from ..io import FolderLock
     from ..training import Checkpoint, TrainState, fit
 
+    lead = group is None or group.leader
+    say = print if lead else (lambda *a, **k: None)
     with contextlib.ExitStack() as held:
         # a folder that exists is locked first: a live run there is named as such, before any
         # data are loaded
@@ -473,22 +563,28 @@ def _train(args, given, s, folder, device, option, run: dict) -> int:
             locked = folder.is_dir()
         except OSError as err:  # a name the file system refuses (too long, say)
             raise ValueError(f"{option}: cannot use {folder} ({err.strerror or err})") from None
-        if locked:
-            held.enter_context(FolderLock(folder, what=option))
-        if args.resume is None and _holds_run(folder) and not args.overwrite:
-            raise ValueError(f"--out: {folder} holds a run already; continue it with --resume "
-                             f"{folder}, or start over with --overwrite")
-        checks.output_folder(folder, option)
+        if lead:
+            if locked:
+                held.enter_context(FolderLock(folder, what=option))
+            if args.resume is None and _holds_run(folder) and not args.overwrite:
+                raise ValueError(f"--out: {folder} holds a run already; continue it with "
+                                 f"--resume {folder}, or start over with --overwrite")
+            checks.output_folder(folder, option)
         ds, prep, x, model, estimator, update, gen = _build(s, device)
+        if group is not None:  # what fit would refuse, before the processes agree to start
+            group.check_batch_size(s["batch_size"])
+            group.local_estimator(estimator, x)
         monitor = _monitor(s, prep, x, model)
         replicas = (s["replicas"] or 10) if s["method"] == "pt" else 1
-        checks.free_space(folder, _need_bytes(model, (s["chains"] or 100) * replicas), option)
-        run["created"] = not folder.exists()
-        folder.mkdir(parents=True, exist_ok=True)
-        if not locked:
-            held.enter_context(FolderLock(folder, what=option))
+        if lead:
+            checks.free_space(folder, _need_bytes(model, (s["chains"] or 100) * replicas),
+                              option)
+            run["created"] = not folder.exists()
+            folder.mkdir(parents=True, exist_ok=True)
+            if not locked:
+                held.enter_context(FolderLock(folder, what=option))
         state_file = folder / "train_state.safetensors"
-        resume = None
+        resume, finished, started = None, None, None
         if args.resume is not None:
             if state_file.exists():
                 progress = TrainState.read_metadata(state_file)["progress"]
@@ -499,15 +595,23 @@ def _train(args, given, s, folder, device, option, run: dict) -> int:
                                      f"{f' and {done[1]} batches' if done[1] else ''}; "
                                      f"expected more, got {given['epochs']}")
                 if done[0] >= s["epochs"] and not done[1]:
-                    print(f"{folder}: the run has finished its {done[0]} epochs; train it "
-                          f"further with --resume {folder} --epochs N (N > {done[0]})")
-                    return 0
-                resume = state_file
-                where = f"epoch {done[0]}" + (f", batch {done[1]}" if done[1] else "")
-                print(f"resuming {folder} at {where} of {s['epochs']}")
+                    finished = (f"{folder}: the run has finished its {done[0]} epochs; train it "
+                                f"further with --resume {folder} --epochs N (N > {done[0]})")
+                else:
+                    resume = state_file
+                    where = f"epoch {done[0]}" + (f", batch {done[1]}" if done[1] else "")
+                    started = f"resuming {folder} at {where} of {s['epochs']}"
             else:
-                print(f"resuming {folder}: no epoch had finished, starting from the beginning")
-        elif args.overwrite:
+                started = (f"resuming {folder}: no epoch had finished, starting from the "
+                           f"beginning")
+        if group is not None:
+            group.agree()  # every process could set the run up (else: the first one says why)
+        if finished:
+            say(finished)
+            return 0
+        if started:
+            say(started)
+        elif args.overwrite and lead:
             for name in RUN_FILES:
                 (folder / name).unlink(missing_ok=True)
         meta = {"settings": s, "dataset": ds.name,
@@ -515,29 +619,39 @@ def _train(args, given, s, folder, device, option, run: dict) -> int:
         # run.json is written once fit has accepted the run (a resume it refuses changes
         # nothing), before the first batch
         # (the monitor first: its figures are in the history before it is written)
-        callbacks = [*monitor, _RunFile(folder / RUN_FILE, s),
+        # (process 0 writes run.json and metrics.json; every process takes part in the
+        # checkpoints, which gather the chains of all)
+        writer = (lambda cb: cb) if group is None else rank_zero
+        callbacks = [*monitor, writer(_RunFile(folder / RUN_FILE, s)),
                      Checkpoint(folder, metadata=meta, preparation=prep),
-                     _MetricsWriter(folder / "metrics.json", s)]
-        print(f"training {_describe(model)} on {ds.name} ({x.shape[0]} rows), {estimator}, "
-              f"{s['epochs']} epochs -> {folder}")
+                     writer(_MetricsWriter(folder / "metrics.json", s))]
+        over = "" if group is None else f" over {group.world_size} processes"
+        say(f"training {_describe(model)} on {ds.name} ({x.shape[0]} rows), {estimator}, "
+            f"{s['epochs']} epochs{over} -> {folder}")
         try:
             state = fit(model, x, estimator=estimator, update=update, epochs=s["epochs"],
                         batch_size=s["batch_size"], lr=s["lr"], lr_schedule=s["lr_schedule"],
                         generator=gen, callbacks=callbacks, resume=resume,
-                        progress=not (args.no_progress or False))
+                        progress=not (args.no_progress or False), distributed=group)
         except FloatingPointError:
             # (removed by train_command once the lock is released)
-            run["empty"] = args.resume is None and not (folder / "model.safetensors").exists()
+            run["empty"] = lead and args.resume is None and \
+                not (folder / "model.safetensors").exists()
             raise
         if state.interrupted:
             where = f"epoch {state.epoch}" + (f" and {state.batch} batches of the next"
                                               if state.batch else "")
             kept = (f"{folder}/model.safetensors holds epoch {state.epoch}" if state.epoch
                     else "no epoch had finished")
-            print(f"{state.signal or 'interrupted'}: stopped after {where}; {kept}. Continue "
-                  f"with: boltzkit train --resume {folder}", file=sys.stderr)
-            _curves(state, folder)
+            again = "boltzkit train" if group is None else \
+                f"torchrun --nproc-per-node {group.world_size} -m boltzkit train"
+            if lead:
+                print(f"{state.signal or 'interrupted'}: stopped after {where}; {kept}. "
+                      f"Continue with: {again} --resume {folder}", file=sys.stderr)
+                _curves(state, folder)
             return 143 if state.signal == "SIGTERM" else 130
+        if not lead:
+            return 0
         _pictures(model, s, meta, prep, folder, state)
     last = state.history[-1] if state.history else {}
     held = next((h for h in reversed(state.history) if "loglik" in h), None)

@@ -74,6 +74,10 @@ class Checkpoint(Callback):
     finished epoch. Nothing is written from a model that diverged, or from parameters that an
     exception left in the middle of an update.
 
+    In a run over several processes (:mod:`boltzkit.distributed`) give it to every process:
+    each checkpoint gathers every process's chains and sampling generator, and process 0 alone
+    touches the folder; after a failed collective nothing more is written.
+
     Parameters
     ----------
     folder : path
@@ -107,6 +111,9 @@ class Checkpoint(Callback):
         without write permission fails here instead of at the first checkpoint)."""
         from ..io import check_writable_folder
 
+        group = getattr(state, "distributed", None)
+        if group is not None and not group.leader:
+            return  # process 0 writes
         self._writable = False  # on_fit_end then writes nothing over the error
         check_writable_folder(self.folder, "Checkpoint: cannot write", keep=True)
         self._writable = True
@@ -118,11 +125,18 @@ class Checkpoint(Callback):
         position = (state.epoch, state.batch, state.step)
         if self._written == position:
             return
+        group = getattr(state, "distributed", None)
+        shards = None
+        if group is not None:  # every process's chains, to process 0
+            shards = group.gather_shards(state)
+            if not group.leader:
+                self._written = position
+                return
         if state.batch == 0:
             kwargs = {} if self.preparation is None else {"preparation": self.preparation}
             save(state.model, self.model_path, metadata=dict(self.metadata, epoch=state.epoch),
                  **kwargs)
-        state.save(self.state_path, metadata=self.metadata)
+        state.save(self.state_path, metadata=self.metadata, shards=shards)
         self._written = position
 
     def on_epoch_end(self, state):
@@ -130,7 +144,9 @@ class Checkpoint(Callback):
             self.write(state)
 
     def on_fit_end(self, state):
-        if self._writable and state.consistent and not state.diverged and \
+        group = getattr(state, "distributed", None)
+        failed = group is not None and group.failed
+        if self._writable and state.consistent and not state.diverged and not failed and \
                 (state.step or state.epoch):
             self.write(state)
 

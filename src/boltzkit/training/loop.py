@@ -14,6 +14,10 @@ break into an update; they set ``state.interrupted`` and training ends at the ne
 boundary, so the parameters, chains and momentum always describe a whole number of batches (a
 second Ctrl-C interrupts at once; nothing is written from the half-done state it leaves).
 
+Several processes: ``fit(..., distributed=boltzkit.distributed.init())`` in every process that
+``torchrun`` starts trains on each one's shard of every batch and sums the statistics over them
+through the ``reduce`` seam (see :mod:`boltzkit.distributed`).
+
 Divergence: after every epoch the parameters are checked. Training stops with a
 :class:`DivergenceError` (one line naming the learning rate), and the model is put back to the
 last finished epoch, when a parameter is NaN or inf, or when one has run away: its largest
@@ -28,6 +32,7 @@ scale, are judged by how far they moved.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -117,17 +122,24 @@ def runaway(model, limit: float, start: Mapping[str, float]) -> Optional[str]:
 class _DeferSignals:
     """SIGINT and SIGTERM set ``state.interrupted`` instead of breaking into an update (main
     thread only; elsewhere Python's default handling stays). A second SIGINT interrupts at
-    once."""
+    once; with ``echo`` (a process under torchrun, which passes the terminal's Ctrl-C on to
+    processes that the terminal has already given it) not within ``ECHO`` seconds of the
+    first."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    ECHO = 1.0
 
-    def __init__(self, state: TrainState, enabled: bool):
-        self.state, self.old = state, None
+    def __init__(self, state: TrainState, enabled: bool, echo: bool = False):
+        self.state, self.old, self.echo, self.first = state, None, echo, None
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
 
     def _handler(self, signum, frame):
-        if self.state.interrupted and signum == signal.SIGINT:
+        now = time.monotonic()
+        if self.state.interrupted and signum == signal.SIGINT and not \
+                (self.echo and self.first is not None and now - self.first < self.ECHO):
             raise KeyboardInterrupt
+        if self.first is None:
+            self.first = now
         self.state.interrupted = True
         self.state.signal = signal.Signals(signum).name
 
@@ -153,7 +165,8 @@ def _data(fingerprint) -> str:
     return "batches from an iterable" if fingerprint == "batches" else str(fingerprint)
 
 
-def _resume_state(resume, model, estimator, generator, config, epochs) -> TrainState:
+def _resume_state(resume, model, estimator, generator, config, epochs,
+                  world: int = 1) -> TrainState:
     """The state to continue from: a TrainState, or a state file or run folder to load."""
     if isinstance(resume, TrainState):
         state = resume
@@ -170,7 +183,16 @@ def _resume_state(resume, model, estimator, generator, config, epochs) -> TrainS
         path = Path(resume)
         if path.is_dir():
             path = path / STATE_FILE
-        state = TrainState.load(path, model, estimator)
+        state = TrainState.load(path, model)
+    if state.world_size != world:
+        raise ValueError(f"resume: the run was trained over {state.world_size} "
+                         f"process{'es' if state.world_size > 1 else ''}, this call runs over "
+                         f"{world} (resume it over as many)")
+    if not isinstance(resume, TrainState):  # (the chains once the run is known to fit)
+        state.estimator_state = restore_estimator_state(estimator, state.estimator_state, path)
+        for shard in state.shards or ():
+            shard["estimator_state"] = restore_estimator_state(
+                estimator, shard["estimator_state"], path)
     # the settings that make the run what it is must not change under it
     for key, want in config.items():
         have = state.config.get(key)
@@ -320,7 +342,8 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
         resume=None, reduce: Optional[Callable[[Grads], Grads]] = None,
         init_visible_bias: bool = True, monitors: Optional[Sequence[Callback]] = None,
         progress: bool = False, divergence_limit: float = DEFAULT_DIVERGENCE_LIMIT,
-        handle_signals: bool = True, initial_state: Optional[TrainState] = None) -> TrainState:
+        handle_signals: bool = True, initial_state: Optional[TrainState] = None,
+        distributed=None) -> TrainState:
     """Train ``model`` on ``data`` ``(n_samples, n_visible)`` in place.
 
     Parameters
@@ -381,6 +404,16 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
         copied, so ``initial_state`` is left as it was. Chains are used only by an estimator
         of the same state type (an estimator that keeps none ignores them); not together with
         ``resume``.
+    distributed : boltzkit.distributed.Group, optional
+        Train over the processes of this group (what :func:`boltzkit.distributed.init`
+        returns; every process calls fit with the same arguments): each trains on its shard
+        of every batch, the statistics are summed over them (the ``reduce`` seam, so not
+        together with ``reduce``), the persistent chains are split over them (the estimator's
+        ``n_chains`` is the total), ``generator`` draws the epoch order and each process
+        samples from a generator of its own; every process ends with the same parameters.
+        Callbacks run everywhere; :class:`~boltzkit.training.callbacks.Checkpoint` writes
+        from process 0. A group of one process trains exactly as without one. See
+        :mod:`boltzkit.distributed`.
 
     Returns the :class:`~boltzkit.training.state.TrainState`: ``history`` holds one dict per
     finished epoch with ``epoch``, ``lr``, ``seconds`` (cumulative training time) and the
@@ -409,6 +442,17 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
     check_estimator(estimator)
     getattr(estimator, "check_model", lambda m: None)(model)
     check.generator(generator)
+    group = distributed
+    if group is not None:
+        if not callable(getattr(group, "local_estimator", None)):
+            raise ValueError(f"distributed: expected a boltzkit.distributed.Group (what "
+                             f"boltzkit.distributed.init returns), got {type(group).__name__}")
+        if reduce is not None:
+            raise ValueError("reduce: a distributed run sums its statistics over the processes "
+                             "itself; expected reduce=None with distributed, got both")
+        group.check_batch_size(batch_size)
+        if group.world_size == 1:
+            group = None  # one process trains as without a group
     if resume is not None and not isinstance(resume, (TrainState, str, os.PathLike)):
         raise ValueError(f"resume: expected a TrainState, a state file or a run folder, got "
                          f"{type(resume).__name__}")
@@ -433,50 +477,72 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
               "model": type(model).__name__}
     params = dict(model.named_parameters())
     constrain = getattr(model, "constrain_", None)
+    # the estimator as this process runs it (in a distributed run: its share of the chains)
+    local = estimator if group is None else group.local_estimator(estimator, data)
     with torch.no_grad():
         if resume is not None:
-            state = _resume_state(resume, model, estimator, generator, config, epochs)
+            state = _resume_state(resume, model, estimator, generator, config, epochs,
+                                  1 if group is None else group.world_size)
             generator = state.generator
+            if group is not None:
+                group.resume(state, estimator)
         else:
             if generator is None:
                 generator = torch.Generator(device=data.device)
                 generator.manual_seed(0)
+            sampling = generator
+            if group is not None:
+                warm = None if initial_state is None else initial_state.sampling_generator
+                sampling = group.sampling_generator(generator) if warm is None else warm
             if init_visible_bias:
                 model.init_visible_bias(source.mean().unsqueeze(0))
             if constrain is not None:
                 constrain()
             state = TrainState(model=model, generator=generator, epochs=epochs, config=config,
                                start_scale=parameter_scale(model))
+            if group is not None:
+                state.sampling_generator, state.world_size = sampling, group.world_size
             if initial_state is None or warm_estimator is None:
-                state.estimator_state = estimator.init_state(model, data, generator)
+                state.estimator_state = local.init_state(model, data, sampling)
             else:
                 state.estimator_state = warm_estimator
             state.update_state = update.init_state(params) if initial_state is None \
                 else warm_update
-    fused = update.fused(estimator, model) if reduce is None else None
+    # what the estimator draws from: the run's generator, or in a distributed run this
+    # process's own (the run's generator then draws only the epoch order)
+    sampling = generator if group is None else state.sampling_generator
+    fused = update.fused(estimator, model) if reduce is None and group is None else None
     cbs = list(default_monitors(model, data) if monitors is None else monitors)
     for cb in callbacks:
         if not all(callable(getattr(cb, hook, None)) for hook in _HOOKS):
             raise ValueError(f"callbacks: expected Callback objects (with {', '.join(_HOOKS)}), "
                              f"got {type(cb).__name__}")
     cbs += list(callbacks)
-    if progress:
+    if group is not None:
+        # the same data, settings and callbacks everywhere; process 0's parameters for all
+        group.start(state, cbs, resumed=resume is not None)
+        reduce = group.reduce
+        if resume is None:
+            state.start_scale = parameter_scale(model)
+    if progress and (group is None or group.leader):
         cbs.append(Progress())
+    stopping = (lambda: state.interrupted) if group is None else (lambda: group.interrupted)
     # the parameters after the last finished epoch (or where a resumed run began), to go
     # back to when training diverges
     good = {k: p.detach().clone() for k, p in params.items()}
     good_at = f"epoch {state.epoch}" + (f", batch {state.batch}" if state.batch else "")
     if source.tensor and state.batch and state.perm is None:
         raise ValueError("resume: the state stands inside an epoch but has no row order")
-    with torch.no_grad(), _DeferSignals(state, handle_signals):
+    with torch.no_grad(), _DeferSignals(state, handle_signals, echo=group is not None):
         try:
-            for cb in cbs:
-                cb.on_fit_start(state)
-            while state.epoch < state.epochs and not (state.stop or state.interrupted):
+            with contextlib.nullcontext() if group is None else group.agreement():
+                for cb in cbs:
+                    cb.on_fit_start(state)
+            while state.epoch < state.epochs and not (state.stop or stopping()):
                 t0 = time.perf_counter()
                 finished = True
                 for batch in source.epoch(state):
-                    if state.interrupted:
+                    if stopping():
                         finished = False
                         break
                     b = state.batch
@@ -494,9 +560,10 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                             model, batch, state.estimator_state, generator)
                         fused(params, stats, step_lr, state.update_state)
                     else:
-                        grads, state.estimator_state = estimator(model, batch,
-                                                                 state.estimator_state,
-                                                                 generator)
+                        if group is not None:
+                            batch = group.shard(batch)
+                        grads, state.estimator_state = local(model, batch,
+                                                             state.estimator_state, sampling)
                         if reduce is not None:
                             grads = reduce(grads)
                         update.step(params, grads, step_lr, state.update_state)
@@ -525,11 +592,21 @@ def fit(model, data: torch.Tensor, *, estimator=None, update: Optional[Update] =
                                       "seconds": state.seconds})
                 for cb in cbs:
                     cb.on_epoch_end(state)
+                if group is not None:  # a callback's stop holds for every process
+                    state.stop = group.any(state.stop)
                 for k, p in params.items():
                     good[k].copy_(p)
                 good_at = f"epoch {state.epoch}"
+            if group is not None:  # what the processes agreed on
+                state.interrupted, state.signal = group.interrupted, group.signal
         except KeyboardInterrupt:
             state.interrupted = True
+            if group is not None:
+                group.failed = True
+        except BaseException:
+            if group is not None:  # the other processes are not where this one is
+                group.failed = True
+            raise
         finally:
             if state.interrupted and state.consistent and \
                     runaway(model, limit, state.start_scale) is not None:

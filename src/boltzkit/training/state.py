@@ -11,6 +11,12 @@ The file is safetensors: tensors ``model/<name>``, ``update/<name>``, ``estimato
 ``generator`` (the generator's state bytes) and ``perm`` (the current epoch's row order, while
 an epoch is unfinished), and JSON metadata (``progress``, ``history``, ``config``: the settings
 a resume is checked against). Loading it never executes code.
+
+A run over several processes (:mod:`boltzkit.distributed`) writes the same file from process 0,
+with the chains and sampling generator of every process ``r`` as ``rank<r>/estimator/<field>``
+and ``rank<r>/generator`` instead of ``estimator/<field>``, ``generator`` being the run's
+generator (the one that draws the epoch order, the same in every process), and the metadata
+record ``world_size``; a one-process file has neither.
 """
 
 from __future__ import annotations
@@ -81,6 +87,16 @@ class TrainState:
         neither before nor after a batch, and nothing is written from them.
     diverged : bool
         Set when training stopped because the parameters ran away.
+    sampling_generator : torch.Generator or None
+        In a run over several processes, this process's generator for sampling (``generator``
+        then draws only the epoch order, the same in every process); None in one process.
+    world_size : int
+        Processes the run trains over (1: one).
+    shards : list of dict or None
+        Only in a state loaded from a distributed run's file, until :func:`fit` takes its own
+        out: per process, ``{"estimator_state", "generator"}``.
+    distributed : boltzkit.distributed.Group or None
+        The process group of the run in progress (not saved).
     """
 
     model: torch.nn.Module
@@ -103,6 +119,10 @@ class TrainState:
     signal: Optional[str] = None
     consistent: bool = True
     diverged: bool = False
+    sampling_generator: Optional[torch.Generator] = None
+    world_size: int = 1
+    shards: Optional[list] = None
+    distributed: Any = field(default=None, repr=False, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -110,9 +130,14 @@ class TrainState:
         return self.epoch >= self.epochs and self.batch == 0
 
     # -- the file ---------------------------------------------------------------------------
-    def save(self, path, metadata: Optional[dict] = None) -> Path:
+    def save(self, path, metadata: Optional[dict] = None,
+             shards: Optional[list] = None) -> Path:
         """Write the state to ``path`` (safetensors, atomically). ``metadata``: JSON-able
-        extras stored with it (the command line keeps its settings there)."""
+        extras stored with it (the command line keeps its settings there). ``shards``: in a
+        run over several processes, every process's ``{"estimator/<field>": tensor,
+        "generator": state bytes}`` in rank order (what
+        :meth:`boltzkit.distributed.Group.gather_shards` returns), written in place of this
+        process's chains."""
         from safetensors.torch import save_file
 
         from ..io import atomic_write
@@ -126,7 +151,11 @@ class TrainState:
                 raise ValueError(f"estimator state: expected a NamedTuple of tensors, got "
                                  f"{type(est).__name__}")
             est_meta = {"type": type(est).__name__, "fields": list(est._fields)}
-            tensors.update({f"estimator/{k}": getattr(est, k) for k in est._fields})
+            if shards is None:
+                tensors.update({f"estimator/{k}": getattr(est, k) for k in est._fields})
+        if shards is not None:
+            for r, shard in enumerate(shards):
+                tensors.update({f"rank{r}/{k}": v for k, v in shard.items()})
         tensors["generator"] = self.generator.get_state()
         if self.perm is not None:
             tensors["perm"] = self.perm
@@ -145,6 +174,8 @@ class TrainState:
             "generator_device": str(self.generator.device),
             "extra": json.dumps(metadata or {}, default=_plain),
         }
+        if shards is not None:
+            meta["world_size"] = str(len(shards))
         path = Path(path)
         with atomic_write(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
@@ -172,6 +203,9 @@ class TrainState:
         if estimator is not None:
             state.estimator_state = restore_estimator_state(estimator, state.estimator_state,
                                                             path)
+            for shard in state.shards or ():
+                shard["estimator_state"] = restore_estimator_state(
+                    estimator, shard["estimator_state"], path)
         return state
 
     @staticmethod
@@ -221,6 +255,10 @@ def _decode(path: Path, meta: dict) -> dict:
                              f"({type(err).__name__})") from None
     out["model"] = meta.get("model")
     out["generator_device"] = meta.get("generator_device", "cpu")
+    world = meta.get("world_size", "1")
+    if not (isinstance(world, str) and world.isdigit() and 1 <= int(world) <= 2 ** 20):
+        raise ValueError(f"training state: {path} has an invalid world_size ({world!r})")
+    out["world_size"] = int(world)
     return out
 
 
@@ -332,28 +370,36 @@ def _build(path: Path, tensors: dict, meta: dict, model) -> TrainState:
     if perm is not None and (batch == 0 or perm.dim() != 1 or perm.dtype != torch.int64):
         raise ValueError(f"training state: {path}: the row order does not match its position "
                          f"(epoch {epoch}, batch {batch})")
-    gstate = tensors.get("generator")
     device = meta["generator_device"]
-    if gstate is None or gstate.dtype != torch.uint8 or gstate.dim() != 1:
-        raise ValueError(f"training state: {path} lacks a valid generator state")
-    try:
-        generator = torch.Generator(device=device)
-        generator.set_state(gstate)
-    except (RuntimeError, TypeError, ValueError) as err:
-        raise ValueError(f"training state: {path}: its generator ({device}) cannot be restored "
-                         f"here ({err})") from None
+    generator = _generator(path, tensors.get("generator"), device, "generator")
     dev = next(iter(expected.values())).device if expected else torch.device("cpu")
     est_meta = meta["estimator_state"]
-    raw = None
-    if est_meta is not None:
-        if not isinstance(est_meta, dict) or not isinstance(est_meta.get("fields"), list):
-            raise ValueError(f"training state: {path} has an invalid 'estimator_state' record")
-        fields = _group(tensors, "estimator/")
+    if est_meta is not None and (not isinstance(est_meta, dict) or
+                                 not isinstance(est_meta.get("fields"), list)):
+        raise ValueError(f"training state: {path} has an invalid 'estimator_state' record")
+
+    def chains(prefix: str):
+        if est_meta is None:
+            return None
+        fields = _group(tensors, prefix)
         if set(fields) != set(est_meta["fields"]):
             raise ValueError(f"training state: {path}: estimator tensors {sorted(fields)} do "
                              f"not match its record {est_meta['fields']}")
-        raw = {"type": est_meta.get("type"),
-               "fields": {k: _fresh(fields[k], dev) for k in est_meta["fields"]}}
+        return {"type": est_meta.get("type"),
+                "fields": {k: _fresh(fields[k], dev) for k in est_meta["fields"]}}
+
+    world = meta.get("world_size", 1)
+    shards = None
+    if world == 1:
+        raw = chains("estimator/")
+    else:  # a run over several processes: each one's chains and sampling generator
+        if _group(tensors, "estimator/"):
+            raise ValueError(f"training state: {path}: a state of {world} processes holds "
+                             f"chains outside its processes' records")
+        raw = None
+        shards = [{"estimator_state": chains(f"rank{r}/estimator/"),
+                   "generator": _generator(path, tensors.get(f"rank{r}/generator"), device,
+                                           f"rank{r}/generator")} for r in range(world)]
     with torch.no_grad():
         model.load_state_dict({k: v.to(dev) for k, v in got.items()})
     scale = progress.get("start_scale", {})
@@ -369,7 +415,20 @@ def _build(path: Path, tensors: dict, meta: dict, model) -> TrainState:
         seconds=float(seconds) if isinstance(seconds, (int, float)) else 0.0,
         lr=float(lr) if isinstance(lr, (int, float)) else math.nan,
         config=meta["config"] if isinstance(meta["config"], dict) else {},
-        start_scale={k: float(v) for k, v in scale.items()})
+        start_scale={k: float(v) for k, v in scale.items()}, world_size=world, shards=shards)
+
+
+def _generator(path: Path, gstate, device: str, name: str) -> torch.Generator:
+    """The generator whose state bytes a file holds as ``name``."""
+    if gstate is None or gstate.dtype != torch.uint8 or gstate.dim() != 1:
+        raise ValueError(f"training state: {path} lacks a valid {name} state")
+    try:
+        generator = torch.Generator(device=device)
+        generator.set_state(gstate)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"training state: {path}: its {name} ({device}) cannot be restored "
+                         f"here ({err})") from None
+    return generator
 
 
 def _fresh(t: torch.Tensor, device) -> torch.Tensor:
