@@ -109,6 +109,16 @@ def evaluate(name: str, chains: int, seed: int = 0) -> None:
     _write(folder / f"eval_{chains}.json", result)
 
 
+def curves(name: str, path: str) -> None:
+    """Draw the run's learning curves (boltzkit.plots.learning_curves, what ``boltzkit train``
+    draws as curves.png) from its train.json."""
+    from boltzkit import plots
+
+    record = json.loads((OUT / name / "train.json").read_text())
+    plots.learning_curves(record["history"], path)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -117,11 +127,16 @@ def main() -> None:
     e = sub.add_parser("eval")
     e.add_argument("name", choices=list(RUNS))
     e.add_argument("--chains", type=int, default=500)
+    c = sub.add_parser("curves")
+    c.add_argument("name", choices=list(RUNS))
+    c.add_argument("path")
     args = p.parse_args()
     if args.cmd == "train":
         train(args.name)
-    else:
+    elif args.cmd == "eval":
         evaluate(args.name, args.chains)
+    else:
+        curves(args.name, args.path)
 
 
 if __name__ == "__main__":
