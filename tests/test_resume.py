@@ -21,10 +21,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from boltzkit import RBM, BoltzmannMachine
+from boltzkit import DBM, RBM, BoltzmannMachine
 from boltzkit.cli import main
 from boltzkit.io import read_metadata
 from boltzkit.training import PCD, PT, CD, Centered, SGD, Callback, Checkpoint, TrainState, TwoPhase, fit
+
+from boltzkit.training import MeanFieldPCD
 
 from .conftest import gen
 
@@ -46,6 +48,8 @@ CASES = {
                              binary(130, 12, 1)),
     "two-phase": lambda: (BoltzmannMachine(6, 3, init_std=0.1, generator=gen(0)),
                           TwoPhase(2, 2, 2, 2, n_chains=12, block_size=4), binary(90, 6, 1)),
+    "dbm-mean-field-pcd": lambda: (DBM([12, 6, 4], init_std=0.1, generator=gen(0)),
+                                   MeanFieldPCD(2, n_chains=9, mf_steps=3), binary(130, 12, 1)),
 }
 
 

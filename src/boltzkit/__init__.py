@@ -5,10 +5,10 @@ Layers (data flows one way): data -> units/models -> samplers -> training -> eva
 
 from .data import Preparation
 from .io import load, save
-from .models import RBM, BoltzmannMachine, Hopfield
+from .models import DBM, DBN, RBM, BoltzmannMachine, ConvRBM, Hopfield
 from .units import Bernoulli, Gaussian, Softmax, Spin, get_units
 
 __version__ = "0.1.0"
 
 __all__ = ["RBM", "BoltzmannMachine", "save", "load", "Bernoulli", "Spin", "Gaussian", "Softmax",
-           "get_units", "Hopfield", "Preparation", "__version__"]
+           "get_units", "Hopfield", "ConvRBM", "DBM", "DBN", "Preparation", "__version__"]

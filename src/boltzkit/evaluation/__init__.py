@@ -19,6 +19,7 @@ from ..exact.rbm import MAX_ENUMERATE_STATES, can_enumerate, free_energy
 from ..exact.rbm import log_partition as log_partition_exact
 from .ais import AISResult, DEFAULT_STEPS, ais, base_log_partition, base_visible_bias, \
     default_betas, reverse_ais
+from . import dbm, dbn
 from .evaluate import LOG_Z_METHODS, evaluate
 from .likelihood import FreeEnergyGap, LogLikelihood, exact_log_likelihood, free_energy_gap, \
     log_likelihood, pseudo_likelihood, reconstruction_error
@@ -27,4 +28,4 @@ __all__ = ["AISResult", "ais", "reverse_ais", "default_betas", "base_visible_bia
            "base_log_partition", "DEFAULT_STEPS", "evaluate", "LOG_Z_METHODS",
            "log_partition_exact", "can_enumerate", "free_energy", "MAX_ENUMERATE_STATES",
            "LogLikelihood", "log_likelihood", "exact_log_likelihood", "pseudo_likelihood",
-           "reconstruction_error", "free_energy_gap", "FreeEnergyGap"]
+           "reconstruction_error", "free_energy_gap", "FreeEnergyGap", "dbm", "dbn"]

@@ -10,6 +10,6 @@ One module per model family:
   (log Z, the distribution, pair expectations free and clamped, log-likelihood).
 """
 
-from . import boltzmann, rbm
+from . import boltzmann, dbm, rbm
 
-__all__ = ["rbm", "boltzmann"]
+__all__ = ["rbm", "boltzmann", "dbm"]

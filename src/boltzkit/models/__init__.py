@@ -9,10 +9,13 @@ a file can break, such as symmetric weights; ``validate()`` runs it on a model i
 """
 
 from .boltzmann import BoltzmannMachine
+from .dbm import DBM
+from .dbn import DBN
+from .conv_rbm import ConvRBM
 from .hopfield import Hopfield
 from .rbm import RBM
 
 MODEL_CLASSES = {"RBM": RBM, "BoltzmannMachine": BoltzmannMachine,
-                 "Hopfield": Hopfield}
+                 "Hopfield": Hopfield, "ConvRBM": ConvRBM, "DBM": DBM, "DBN": DBN}
 
-__all__ = ["RBM", "BoltzmannMachine", "Hopfield", "MODEL_CLASSES"]
+__all__ = ["RBM", "BoltzmannMachine", "Hopfield", "DBM", "DBN", "ConvRBM", "MODEL_CLASSES"]

@@ -9,8 +9,9 @@ the caller's business.
 - :mod:`~boltzkit.samplers.sequential`: one unit at a time, for fully connected machines.
 """
 
-from . import gibbs, tempering
+from . import dbm, dbn, gibbs, tempering
+from .dbm import DBMGibbsState
 from .gibbs import GibbsState
 from .tempering import PTState, SwapInfo
 
-__all__ = ["gibbs", "tempering", "GibbsState", "PTState", "SwapInfo"]
+__all__ = ["gibbs", "tempering", "dbm", "dbn", "DBMGibbsState", "GibbsState", "PTState", "SwapInfo"]

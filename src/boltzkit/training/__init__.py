@@ -17,6 +17,8 @@ from .callbacks import Callback, Checkpoint, LikelihoodMonitor, PhaseDifferenceM
     Progress, ReconstructionMonitor, reconstruction_error
 from .estimators import CD, PCD, PT, Centered, Estimator, ExactGradient, Statistics, TwoPhase, \
     statistics_gradient
+from .estimators.dbm import MeanFieldPCD
+from .greedy import pretrain_dbm, train_dbn
 from .loop import DivergenceError, fit, make_schedule
 from .state import TrainState
 from .updates import SGD, SignStep, Update
@@ -24,4 +26,5 @@ from .updates import SGD, SignStep, Update
 __all__ = ["fit", "make_schedule", "DivergenceError", "TrainState", "Estimator", "CD", "PCD",
            "PT", "Centered", "TwoPhase", "ExactGradient", "Statistics", "statistics_gradient",
            "Update", "SGD", "SignStep", "Callback", "Checkpoint", "Progress", "ReconstructionMonitor",
-           "LikelihoodMonitor", "PhaseDifferenceMonitor", "reconstruction_error"]
+           "LikelihoodMonitor", "PhaseDifferenceMonitor", "reconstruction_error",
+           "MeanFieldPCD", "pretrain_dbm", "train_dbn"]

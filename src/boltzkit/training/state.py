@@ -457,9 +457,10 @@ def data_fingerprint(data: torch.Tensor) -> list:
     (one pass, under a millisecond for 10000 x 784) that a resumed run trains on the same data
     in the same order. Row sums in the data's precision, the rest in float64; compare with
     :func:`same_data`, which allows for another machine's rounding of the row sums."""
-    rows = data.detach().sum(1).double()
+    flat = data.detach().reshape(data.shape[0], -1)  # images (n, C, H, W) as rows; 2-D: a view
+    rows = flat.sum(1).double()
     weights = torch.arange(1, data.shape[0] + 1, dtype=torch.float64, device=rows.device)
-    return [int(data.shape[0]), int(data.shape[1]), float(rows.sum()),
+    return [int(data.shape[0]), int(flat.shape[1]), float(rows.sum()),
             float((rows * weights).sum())]
 
 

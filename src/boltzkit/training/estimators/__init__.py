@@ -29,10 +29,12 @@ from .base import Estimator, check_estimator
 from .boltzmann import PhaseStatistics, TwoPhase, collect_statistics, pair_statistics, \
     phase_gradient
 from .centering import Centered
+from .dbm import MeanFieldPCD, dbm_gradient, layer_statistics
 from .exact import ExactGradient
-from .rbm import CD, PCD, Statistics, statistics_gradient
+from .rbm import CD, PCD, Sparsity, Statistics, statistics_gradient
 from .tempering import PT
 
 __all__ = ["Estimator", "check_estimator", "CD", "PCD", "PT", "Statistics", "statistics_gradient",
            "TwoPhase", "PhaseStatistics", "pair_statistics", "collect_statistics",
-           "phase_gradient", "ExactGradient", "Centered"]
+           "phase_gradient", "ExactGradient", "Centered", "Sparsity",
+           "MeanFieldPCD", "dbm_gradient", "layer_statistics"]

@@ -33,7 +33,7 @@ from ... import _validation as check
 from ...samplers import gibbs
 from .base import Estimator
 
-__all__ = ["Statistics", "statistics_gradient", "CD", "PCD"]
+__all__ = ["Statistics", "statistics_gradient", "energy_gradient", "CD", "PCD", "Sparsity"]
 
 
 class Statistics(NamedTuple):
@@ -63,6 +63,8 @@ def statistics_gradient(v_pos, h_pos, v_neg, h_neg, model=None) -> dict:
     expectation for every parameter whose ``dE/dθ`` is linear in ``h``: all of a visible
     family's (the energy is linear in ``h`` for fixed ``v``) and those of hidden families whose
     base measure is linear (binary units)."""
+    if model is not None and model.weight.dim() != 2:  # e.g. a ConvRBM's filters
+        return energy_gradient(model, v_pos, h_pos, v_neg, h_neg)
     if model is not None and (model.visible_params is not None or model.hidden_params
                               is not None or not model.visible.identity_statistic):
         return _owned_gradient(model, v_pos, h_pos, v_neg, h_neg)
@@ -73,6 +75,29 @@ def statistics_gradient(v_pos, h_pos, v_neg, h_neg, model=None) -> dict:
     gw.addmm_(v_pos.t(), h_pos, alpha=-1.0 / n_pos)
     return {"weight": gw, "visible_bias": v_neg.mean(0) - v_pos.mean(0),
             "hidden_bias": h_neg.mean(0) - h_pos.mean(0)}
+
+
+def energy_gradient(model, v_pos, h_pos, v_neg, h_neg) -> dict:
+    """Loss gradient of every parameter, ``mean_pos dE/dθ - mean_neg dE/dθ``, by autograd of
+    the mean energies at the samples (any shapes the model's :meth:`energy` takes, e.g. a
+    ConvRBM's images ``(n, C, H, W)`` and maps ``(n, K, H', W')``). For a model whose energy is
+    linear in every parameter given the states (an RBM, a ConvRBM) and hidden entries that are
+    conditional means E[h | v], this is the exact conditional expectation of each statistic:
+    what :func:`statistics_gradient` computes with matrix products for the dense RBM. A model
+    that offers the same in closed form (``model.energy_gradient``, as a ConvRBM does) is
+    asked for it instead."""
+    closed = getattr(model, "energy_gradient", None)
+    if closed is not None:
+        with torch.no_grad():
+            return closed(*(t.detach() for t in (v_pos, h_pos, v_neg, h_neg)))
+    names, params = zip(*model.named_parameters())
+    v_pos, h_pos, v_neg, h_neg = (t.detach() for t in (v_pos, h_pos, v_neg, h_neg))
+    with torch.enable_grad():
+        e = (model.energy(v_pos, h_pos, check=False).mean()
+             - model.energy(v_neg, h_neg, check=False).mean())
+        grads = torch.autograd.grad(e, params, allow_unused=True)
+    return {n: (torch.zeros_like(p) if g is None else g.detach())
+            for n, p, g in zip(names, params, grads)}
 
 
 def _owned_gradient(model, v_pos, h_pos, v_neg, h_neg) -> dict:
@@ -166,3 +191,64 @@ class PCD(CD):
 
     def __repr__(self):
         return f"PCD(k={self.k}, n_chains={self.n_chains})"
+
+
+class Sparsity(Estimator):
+    """Lee, Ekanadham & Ng's sparsity regulariser (2008; used for convolutional RBMs by Lee et
+    al. 2009) around an RBM estimator: every update also pulls each hidden unit's mean
+    activation on the batch, ``q = mean E[h | v]`` (per filter for a ConvRBM: over the batch
+    and the map's positions), towards ``target``.
+
+    Lee et al.'s regulariser is ``cost * Σ_j (target - q_j)²``; following them, only the
+    hidden biases receive its gradient, in its simplified form: ``cost * (q - target)`` is
+    added to the loss gradient of ``hidden_bias`` (a gradient step moves each bias by
+    ``lr * cost * (target - q)``). Everything else is ``inner``'s: its state, its data check,
+    its gradient (an estimator with ``statistics()``, CD or PCD, hands over the data's E[h | v]
+    it computed; otherwise E[h | v] is computed once more). The fused dense update is not
+    offered.
+
+    Parameters
+    ----------
+    inner : Estimator
+        CD, PCD or any RBM estimator.
+    target : float in (0, 1)
+        The mean activation aimed at (Lee et al. use 0.01 - 0.1; 0.003 for pooled maps).
+    cost : float >= 0
+        The regulariser's weight, relative to the likelihood gradient.
+    """
+
+    dense_statistics = False
+
+    def __init__(self, inner, target: float = 0.05, cost: float = 1.0):
+        if not callable(inner) or not callable(getattr(inner, "init_state", None)):
+            raise ValueError(f"inner: expected an RBM estimator (CD, PCD, ...), got "
+                             f"{type(inner).__name__}")
+        self.inner = inner
+        self.target = check.real(target, "target", 0.0, 1.0, strict_minimum=True,
+                                 strict_maximum=True)
+        self.cost = check.real(cost, "cost", 0.0)
+        self.state_type = getattr(inner, "state_type", None)
+
+    def init_state(self, model, data, generator=None):
+        return self.inner.init_state(model, data, generator)
+
+    def check_model(self, model):
+        getattr(self.inner, "check_model", lambda m: None)(model)
+
+    def check_data(self, model, data):
+        return self.inner.check_data(model, data)
+
+    def __call__(self, model, v, state=None, generator=None):
+        if callable(getattr(self.inner, "statistics", None)):
+            stats, state = self.inner.statistics(model, v, state, generator)
+            grads, h_pos = statistics_gradient(*stats, model=model), stats.h_pos
+        else:
+            grads, state = self.inner(model, v, state, generator)
+            h_pos = model.hidden_mean(v, check=False)
+        q = h_pos.mean((0, 2, 3)) if h_pos.dim() == 4 else h_pos.mean(0)
+        grads = dict(grads)
+        grads["hidden_bias"] = grads["hidden_bias"] + self.cost * (q - self.target)
+        return grads, state
+
+    def __repr__(self):
+        return f"Sparsity({self.inner!r}, target={self.target!r}, cost={self.cost!r})"
