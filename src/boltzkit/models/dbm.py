@@ -53,6 +53,20 @@ def _sizes(value, name: str) -> tuple:
     return tuple(out)
 
 
+def stack_arguments(kind: str, sizes, init_std, generator, device, dtype) -> tuple:
+    """The checked constructor arguments of a stack of layers (DBM, DBN): ``(sizes, init_std,
+    generator, device, dtype)``, the generator a fixed-seed one when none is given, after a
+    check that the weights of ``sizes`` fit in memory (one line naming ``kind`` otherwise)."""
+    sizes = _sizes(sizes, "sizes")
+    init_std = real(init_std, "init_std", 0.0)
+    if _v.generator(generator) is None:
+        generator = torch.Generator().manual_seed(0)
+    device, dtype = _v.device(device), _v.float_dtype(dtype)
+    n_weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    _v.memory(5 * 4 * n_weights, f"{kind}({list(sizes)}): its weights", device)
+    return sizes, init_std, generator, device, dtype
+
+
 class DBM(ConfigChecked):
     """Deep Boltzmann machine with binary (Bernoulli) units in every layer.
 
@@ -83,13 +97,8 @@ class DBM(ConfigChecked):
     def __init__(self, sizes: Sequence[int], *, init_std: float = 0.01,
                  generator: Optional[torch.Generator] = None, device=None, dtype=None):
         super().__init__()
-        sizes = _sizes(sizes, "sizes")
-        init_std = real(init_std, "init_std", 0.0)
-        if _v.generator(generator) is None:
-            generator = torch.Generator().manual_seed(0)
-        device, dtype = _v.device(device), _v.float_dtype(dtype)
-        n_weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-        _v.memory(5 * 4 * n_weights, f"DBM({list(sizes)}): its weights", device)
+        sizes, init_std, generator, device, dtype = stack_arguments(
+            "DBM", sizes, init_std, generator, device, dtype)
         self.sizes = sizes
         self.n_visible = sizes[0]
         self.units = _BERNOULLI

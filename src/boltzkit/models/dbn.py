@@ -25,10 +25,9 @@ import torch
 from torch import nn
 
 from .. import _validation as _v
-from .._validation import real
 from ..units import get_units
 from ._validation import ConfigChecked, as_states, clip, config_keys, config_spec
-from .dbm import _sizes
+from .dbm import stack_arguments
 from .rbm import RBM
 
 __all__ = ["DBN"]
@@ -52,13 +51,8 @@ class DBN(ConfigChecked):
     def __init__(self, sizes: Sequence[int], visible="bernoulli", *, init_std: float = 0.01,
                  generator: Optional[torch.Generator] = None, device=None, dtype=None):
         super().__init__()
-        sizes = _sizes(sizes, "sizes")
-        init_std = real(init_std, "init_std", 0.0)
-        if _v.generator(generator) is None:
-            generator = torch.Generator().manual_seed(0)
-        device, dtype = _v.device(device), _v.float_dtype(dtype)
-        n_weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-        _v.memory(5 * 4 * n_weights, f"DBN({list(sizes)}): its weights", device)
+        sizes, init_std, generator, device, dtype = stack_arguments(
+            "DBN", sizes, init_std, generator, device, dtype)
         self.visible = get_units(visible)
         self.visible.check_size(sizes[0], "sizes[0]")
         if self.visible.init_parameters(sizes[0]):

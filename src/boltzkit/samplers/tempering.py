@@ -36,7 +36,7 @@ caller's (:class:`boltzkit.training.PT` does it every ``adapt_every`` updates).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import NamedTuple, Optional
 
 import torch
 
