@@ -4,6 +4,7 @@ Layers (data flows one way): data -> units/models -> samplers -> training -> eva
 """
 
 from .data import Preparation
+from ._threads import set_threads
 from .io import load, save
 from .models import DBM, DBN, RBM, BoltzmannMachine, ConvRBM, Hopfield
 from .units import Bernoulli, Gaussian, Softmax, Spin, get_units
@@ -11,4 +12,5 @@ from .units import Bernoulli, Gaussian, Softmax, Spin, get_units
 __version__ = "0.1.0"
 
 __all__ = ["RBM", "BoltzmannMachine", "save", "load", "Bernoulli", "Spin", "Gaussian", "Softmax",
-           "get_units", "Hopfield", "ConvRBM", "DBM", "DBN", "Preparation", "__version__"]
+           "get_units", "Hopfield", "ConvRBM", "DBM", "DBN", "Preparation", "set_threads",
+           "__version__"]

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "add_threads", "apply_threads"]
 
 # modules under boltzkit.cli that contribute subcommands, in the order of `boltzkit --help`
 COMMAND_MODULES = ["train", "rbm", "evaluate", "hopfield", "bm", "toy"]
@@ -46,6 +46,28 @@ def _record_options(parser: argparse.ArgumentParser) -> None:
         elif action.option_strings and action.dest not in ("help", "version"):
             options[action.dest] = max(action.option_strings, key=len)
     parser.set_defaults(_options=options)
+
+
+THREADS_HELP = ("torch's CPU threads for the command: a positive number, or auto (one thread for "
+                "small models; for larger ones, as many as there are idle cores, measured at "
+                "start) (default: auto)")
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """Give a command the ``--threads N|auto`` option (checked by :func:`main` before the
+    command runs, applied by the command with :func:`apply_threads`)."""
+    parser.add_argument("--threads", default="auto", metavar="N|auto", help=THREADS_HELP)
+
+
+def apply_threads(args, work=None, device=None) -> None:
+    """Set torch's CPU thread count for this process from ``args.threads`` (``auto``: the rule
+    of :mod:`boltzkit._threads`, with ``work`` the multiply-adds of the command's typical matrix
+    product); nothing for a ``device`` that is not the CPU."""
+    from .._threads import set_threads
+
+    if device is not None and getattr(device, "type", device) != "cpu":
+        return
+    set_threads(args.threads, work)
 
 
 def needs_subcommand(parser: argparse.ArgumentParser, what: str = "a command"):
@@ -88,7 +110,14 @@ def main(argv=None) -> int:
     # SIGTERM unwinds like Ctrl-C (training defers both to the next batch boundary itself)
     old = signal.signal(signal.SIGTERM, _terminate) \
         if threading.current_thread() is threading.main_thread() else None
+    import torch
+
+    # --threads sets torch's count for the command only: a caller of main() gets its own back
+    threads_before = torch.get_num_threads()
     try:
+        if hasattr(args, "threads"):  # one line for a bad value, before any work
+            from .._threads import parse_threads
+            args.threads = parse_threads(args.threads, "--threads")
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"boltzkit: error: {_name_option(str(err), args)}", file=sys.stderr)
@@ -116,6 +145,8 @@ def main(argv=None) -> int:
         print("boltzkit: interrupted", file=sys.stderr)
         return 130
     finally:
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
         if old is not None:
             signal.signal(signal.SIGTERM, old)
 

@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from . import checks
+from . import add_threads, apply_threads, checks
 
 __all__ = ["register"]
 
@@ -39,6 +39,7 @@ def register(sub) -> None:
                         "of Gaussian units) comes from the model file")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_threads(p)
     p.set_defaults(func=evaluate_command)
 
 
@@ -91,6 +92,7 @@ def evaluate_command(args) -> int:
         raise ValueError(f"model: 'boltzkit evaluate' evaluates RBMs, {args.model} holds a "
                          f"{meta['model']}")
     model = load(args.model, device=device)
+    apply_threads(args, args.chains * model.n_visible * model.n_hidden, device)
     # AIS keeps every chain's visible and hidden states and their fields, and the schedule
     betas = args.betas if args.betas is not None else 14500
     checks.memory(8 * 4 * args.chains * (model.n_visible + model.n_hidden),

@@ -14,7 +14,7 @@ import math
 import torch
 
 from .. import _validation as _v
-from . import checks
+from . import add_threads, apply_threads, checks
 
 __all__ = ["register", "draw_samples", "draw_tempered", "image_shape"]
 
@@ -42,6 +42,7 @@ def register(sub) -> None:
                    help="write the visible states as the model sees them (e.g. ±1 spins, "
                         "standardised values) instead of mapping them back to data space")
     s.add_argument("--out", required=True, help="output: FILE.npy (array) or FILE.png (grid)")
+    add_threads(s)
     s.set_defaults(func=sample_command)
 
 
@@ -110,6 +111,7 @@ def sample_command(args) -> int:
         raise ValueError(f"model: 'boltzkit sample' draws from RBMs, {args.model} holds a "
                          f"{meta['model']}")
     model = load(args.model, device=device)  # checks the file's sizes before building it
+    apply_threads(args, chains * model.n_visible * model.n_hidden, device)
     # the chains (visible, hidden, means, uniforms) and, for a picture, a grid of the samples
     checks.memory(6 * 4 * chains * (model.n_visible + model.n_hidden),
                   f"--n {args.n}" + (f" x --replicas {replicas}" if args.method == "pt" else "")

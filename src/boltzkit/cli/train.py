@@ -54,7 +54,7 @@ from ..training import Callback
 from ..training.callbacks import DEFAULT_MONITOR_ROWS
 from ..units import UNIT_NAMES
 from ..units.gaussian import VARIANCE_LR_SCALE
-from . import checks
+from . import add_threads, apply_threads, checks
 
 __all__ = ["register", "TRAIN_DEFAULTS", "RUN_FILE"]
 
@@ -180,6 +180,7 @@ def register(sub) -> None:
     p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
                    help="under torchrun: seconds a process waits for the others before the run "
                         "is given up (default: 120)")
+    add_threads(p)
     p.set_defaults(func=train_command, _aliases={"n_chains": "chains"})
 
 
@@ -571,6 +572,9 @@ def _train(args, given, s, folder, device, option, run: dict, group=None) -> int
                                  f"--resume {folder}, or start over with --overwrite")
             checks.output_folder(folder, option)
         ds, prep, x, model, estimator, update, gen = _build(s, device)
+        # the work of one product: a batch against the weights (a bm's are (n, n))
+        width = x.shape[1] + s["hidden"] if s["model"] == "bm" else s["hidden"]
+        apply_threads(args, s["batch_size"] * x.shape[1] * width, device)
         if group is not None:  # what fit would refuse, before the processes agree to start
             group.check_batch_size(s["batch_size"])
             group.local_estimator(estimator, x)
