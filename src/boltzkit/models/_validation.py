@@ -145,6 +145,13 @@ class ConfigChecked(torch.nn.Module):
         super().__init__()
         self.register_state_dict_post_hook(_record_config)
 
+    @classmethod
+    def from_config(cls, config: dict, **kwargs):
+        """The model a configuration (what :meth:`config` gave) describes; ``kwargs`` (device,
+        dtype, generator) go to the constructor. Raises ``ValueError`` naming the key for a
+        configuration that is not one (each class's ``_config_args`` checks its keys)."""
+        return cls(**cls._config_args(config), **kwargs)
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         came_from = local_metadata.get("boltzkit_config")

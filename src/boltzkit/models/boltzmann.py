@@ -183,13 +183,6 @@ class BoltzmannMachine(ConfigChecked):
         return args
 
     @classmethod
-    def from_config(cls, config: dict, **kwargs) -> "BoltzmannMachine":
-        """The machine a configuration (what :meth:`config` gave) describes. Raises
-        ``ValueError`` naming the key for a configuration that is not one (a float or a boolean
-        for a size, a number for a flag, non-binary units, an unknown key)."""
-        return cls(**cls._config_args(config), **kwargs)
-
-    @classmethod
     def tensor_shapes(cls, config: dict) -> dict:
         """``{name: shape}`` of the tensors (parameters and the ``mask`` buffer) a machine of
         ``config`` holds, from the configuration alone (nothing is allocated;

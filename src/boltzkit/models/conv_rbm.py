@@ -402,12 +402,6 @@ class ConvRBM(ConfigChecked):
                 "visible": visible}
 
     @classmethod
-    def from_config(cls, config: dict, **kwargs) -> "ConvRBM":
-        """The model a configuration (what :meth:`config` gave) describes; ``ValueError``
-        naming the key for one that is not."""
-        return cls(**cls._config_args(config), **kwargs)
-
-    @classmethod
     def tensor_shapes(cls, config: dict) -> dict:
         """``{name: shape}`` of the tensors of a model of ``config`` (nothing is allocated)."""
         a = cls._config_args(config)

@@ -142,12 +142,6 @@ class DBM(ConfigChecked):
         return {"sizes": sizes}
 
     @classmethod
-    def from_config(cls, config: dict, **kwargs) -> "DBM":
-        """The model a configuration (what :meth:`config` gave) describes; ``ValueError``
-        naming the key for one that is not."""
-        return cls(**cls._config_args(config), **kwargs)
-
-    @classmethod
     def tensor_shapes(cls, config: dict) -> dict:
         """``{name: shape}`` of the tensors of a model of ``config`` (nothing is allocated)."""
         sizes = cls._config_args(config)["sizes"]

@@ -91,10 +91,6 @@ class DBN(ConfigChecked):
         return {"sizes": sizes, "visible": visible}
 
     @classmethod
-    def from_config(cls, config: dict, **kwargs) -> "DBN":
-        return cls(**cls._config_args(config), **kwargs)
-
-    @classmethod
     def tensor_shapes(cls, config: dict) -> dict:
         sizes = cls._config_args(config)["sizes"]
         out = {}

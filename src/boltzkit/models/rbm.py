@@ -178,13 +178,6 @@ class RBM(ConfigChecked):
         return args
 
     @classmethod
-    def from_config(cls, config: dict, **kwargs) -> "RBM":
-        """The model a configuration (what :meth:`config` gave) describes. Raises
-        ``ValueError`` naming the key for a configuration that is not one (a float or a boolean
-        for a size, an unknown unit family or key)."""
-        return cls(**cls._config_args(config), **kwargs)
-
-    @classmethod
     def tensor_shapes(cls, config: dict) -> dict:
         """``{name: shape}`` of the tensors a model of ``config`` holds, from the configuration
         alone (nothing is allocated; :func:`boltzkit.load` compares a file's tensors with them
