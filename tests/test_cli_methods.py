@@ -83,3 +83,11 @@ def test_refusals(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+def test_learned_variances_train_uncentered_by_default(tmp_path):
+    out = tmp_path / "grbm"
+    assert main(["train", "--data", "patches", "--visible-units", "gaussian:learned",
+                 "--hidden", "4", "--epochs", "1", "--out", str(out), "--no-progress",
+                 "--monitor-every", "0"]) == 0
+    assert settings(out)["centering"] == 0.0

@@ -192,6 +192,10 @@ def _given(args) -> dict:
 
 def _resolve(settings: dict) -> dict:
     s = dict(TRAIN_DEFAULTS, **settings)
+    if s["centering"] is None and str(s["visible_units"]).startswith("gaussian:learned"):
+        # measured on whitened image patches: centering trained learned-variance models 1-4
+        # nats worse at every length tried (BENCHMARKS.md, "Gaussian-Bernoulli RBM ...")
+        s["centering"] = 0.0
     for name, value in MODEL_DEFAULTS.get(s["model"], MODEL_DEFAULTS["rbm"]).items():
         if s[name] is None:
             s[name] = value
