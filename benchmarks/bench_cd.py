@@ -15,13 +15,18 @@ float32, on this machine's cores, measured side by side in one process:
   batch_size=100, n_iter=1, random_state=0).fit(X)`` on float64 input (what its users pass by
   default) and on float32 input. Note that BernoulliRBM's update is persistent CD-1 (PCD-1): the
   same work per batch as CD-1 (five products, one visible and one hidden draw), other chains.
+- ``boltzkit fit, products blas`` / ``products bf16``: the same call under
+  ``boltzkit.set_products("blas")`` (PyTorch's torch.mm for every product, what boltzkit did
+  before) and ``set_products("bf16")`` (bfloat16 operands, float32 accumulation). The plain
+  rows use the default ``"auto"`` (oneDNN's float32 product where it is present).
 - ``matmul floor``: for each of the 100 batches, the five products one CD-1 step must do, with
   torch.mm into preallocated outputs: 100x784 @ 784x500 (hidden field of the data),
   100x500 @ 500x784 (reconstruction), 100x784 @ 784x500 (hidden field of the reconstruction),
-  and two 784x100 @ 100x500 (positive and negative statistics). PyTorch's CPU BLAS is the
-  floor for boltzkit's code; the same products through NumPy's BLAS in float32 and float64 are
-  timed too (``same products, numpy ...``): the first shows whether another BLAS goes lower on
-  this CPU, the second is the floor of scikit-learn's float64 run.
+  and two 784x100 @ 100x500 (positive and negative statistics), on PyTorch's CPU BLAS (MKL).
+  The same products are timed on every other path this machine offers: PyTorch's oneDNN linear
+  primitive in float32 and in bfloat16 (``same products, oneDNN ...``), NumPy's BLAS
+  (OpenBLAS) in float32 and float64 (``same products, numpy ...``; float64 is the floor of
+  scikit-learn's float64 run). The fastest float32 one is the floor the ratios use.
 
 Each repeat runs every variant once, in an order that rotates from repeat to repeat, so that
 machine noise hits all of them alike; the table gives medians (and minima) over the repeats and
@@ -85,7 +90,16 @@ def machine() -> dict:
 
 
 # --- the variants: each returns its wall time in seconds (and may record extra figures) ---------
-def run_boltzkit(data, momentum, extra, key):
+def run_boltzkit(data, momentum, extra, key, products="auto"):
+    previous = boltzkit.get_products()
+    boltzkit.set_products(products)
+    try:
+        return _run_boltzkit(data, momentum, extra, key)
+    finally:
+        boltzkit.set_products(previous)
+
+
+def _run_boltzkit(data, momentum, extra, key):
     t0 = time.perf_counter()
     model = boltzkit.RBM(N_VISIBLE, N_HIDDEN, generator=torch.Generator().manual_seed(0))
     state = fit(model, data, estimator=CD(1), update=SGD(momentum), epochs=1, batch_size=BATCH,
@@ -124,6 +138,32 @@ def make_floor(data):
             torch.mm(v, w, out=out_h)            # hidden field of the reconstruction
             torch.mm(v.t(), h, out=out_w1)       # positive statistics
             torch.mm(v.t(), h, out=out_w2)       # negative statistics
+        return time.perf_counter() - t0
+
+    return run_floor
+
+
+def make_onednn_floor(data, bf16=False):
+    """The same five products per step through PyTorch's oneDNN linear primitive (what
+    boltzkit's ``products="auto"`` routes to on the CPU), in float32, or with ``bf16`` on
+    bfloat16 operands (the batches and the weights converted once, outside the timing: the
+    floor of ``products="bf16"``, which must convert them at every step)."""
+    op = torch.ops.mkldnn._linear_pointwise
+    dt = torch.bfloat16 if bf16 else torch.float32
+    batches = [b.to(dt) for b in data.split(BATCH)]
+    w = (torch.randn(N_VISIBLE, N_HIDDEN, generator=torch.Generator().manual_seed(2))
+         * 0.01).to(dt)
+    h = torch.rand(BATCH, N_HIDDEN, generator=torch.Generator().manual_seed(3)).to(dt)
+    wt = w.t()
+
+    def run_floor():
+        t0 = time.perf_counter()
+        for v in batches:
+            op(v, wt, None, "none", [], "")          # hidden field of the data: v W
+            op(h, w, None, "none", [], "")           # visible field: h Wᵀ
+            op(v, wt, None, "none", [], "")          # hidden field of the reconstruction
+            op(v.t(), h.t(), None, "none", [], "")   # positive statistics vᵀ h
+            op(v.t(), h.t(), None, "none", [], "")   # negative statistics
         return time.perf_counter() - t0
 
     return run_floor
@@ -254,9 +294,17 @@ def main(argv=None):
         "boltzkit fit": lambda: run_boltzkit(data, 0.0, extra, "boltzkit fit"),
         "boltzkit fit, momentum 0.5": lambda: run_boltzkit(data, 0.5, extra,
                                                            "boltzkit fit, momentum 0.5"),
+        "boltzkit fit, products blas": lambda: run_boltzkit(data, 0.0, extra,
+                                                            "boltzkit fit, products blas",
+                                                            "blas"),
+        "boltzkit fit, products bf16": lambda: run_boltzkit(data, 0.0, extra,
+                                                            "boltzkit fit, products bf16",
+                                                            "bf16"),
         "sklearn BernoulliRBM float64": lambda: run_sklearn(x64),
         "sklearn BernoulliRBM float32": lambda: run_sklearn(x32),
         "matmul floor (5 products x 100)": run_floor,
+        "same products, oneDNN float32": make_onednn_floor(data),
+        "same products, oneDNN bfloat16": make_onednn_floor(data, bf16=True),
         "same products, numpy float32": make_numpy_floor(data, np.float32),
         "same products, numpy float64": make_numpy_floor(data, np.float64),
     }
@@ -277,16 +325,25 @@ def main(argv=None):
     times["boltzkit update loop (fit's own epoch timer)"] = extra["boltzkit fit"]
 
     med = {k: statistics.median(v) for k, v in times.items()}
-    floor = med["matmul floor (5 products x 100)"]
+    float32_floors = ("matmul floor (5 products x 100)", "same products, oneDNN float32",
+                      "same products, numpy float32")
+    fastest = min(float32_floors, key=med.get)
+    floor = med[fastest]
     fit_t = med["boltzkit fit"]
     ratios = {
         "sklearn float64 / boltzkit fit (target >= 4)": med["sklearn BernoulliRBM float64"] / fit_t,
         "sklearn float32 / boltzkit fit": med["sklearn BernoulliRBM float32"] / fit_t,
-        "boltzkit fit / matmul floor (target <= 1.3)": fit_t / floor,
-        "boltzkit update loop / matmul floor": med["boltzkit update loop (fit's own epoch timer)"]
+        f"boltzkit fit / fastest float32 floor ({fastest}) (target <= 1.3)": fit_t / floor,
+        "boltzkit update loop / fastest float32 floor":
+        med["boltzkit update loop (fit's own epoch timer)"] / floor,
+        "boltzkit fit momentum 0.5 / fastest float32 floor": med["boltzkit fit, momentum 0.5"]
         / floor,
-        "boltzkit fit momentum 0.5 / matmul floor": med["boltzkit fit, momentum 0.5"] / floor,
-        "boltzkit fit / numpy float32 products": fit_t / med["same products, numpy float32"],
+        "boltzkit fit, products blas / fastest float32 floor": med["boltzkit fit, products blas"]
+        / floor,
+        "boltzkit fit, products bf16 / oneDNN bfloat16 floor":
+        med["boltzkit fit, products bf16"] / med["same products, oneDNN bfloat16"],
+        "torch.mm (MKL) floor / oneDNN float32 floor": med["matmul floor (5 products x 100)"]
+        / med["same products, oneDNN float32"],
         "sklearn float64 / its float64 products": med["sklearn BernoulliRBM float64"]
         / med["same products, numpy float64"],
     }
@@ -312,6 +369,7 @@ def main(argv=None):
               f"{d['num_threads']} threads")
     print(f"one epoch, {N_ROWS} rows x {N_VISIBLE} visible, {N_HIDDEN} hidden, batch {BATCH}, "
           f"lr {LR}; {args.repeats} interleaved repeats\n")
+    print(f"fastest float32 floor: {fastest}")
     print(f"{'variant':48s} {'median s':>9s} {'min s':>9s} {'/ floor':>8s}")
     for k in times:
         print(f"{k:48s} {med[k]:9.4f} {result['min_s'][k]:9.4f} {med[k] / floor:8.2f}")

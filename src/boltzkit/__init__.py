@@ -4,6 +4,7 @@ Layers (data flows one way): data -> units/models -> samplers -> training -> eva
 """
 
 from .data import Preparation
+from ._products import get_products, set_products
 from ._threads import set_threads
 from .io import load, save
 from .models import DBM, DBN, RBM, BoltzmannMachine, ConvRBM, Hopfield
@@ -13,4 +14,4 @@ __version__ = "0.1.0"
 
 __all__ = ["RBM", "BoltzmannMachine", "save", "load", "Bernoulli", "Spin", "Gaussian", "Softmax",
            "get_units", "Hopfield", "ConvRBM", "DBM", "DBN", "Preparation", "set_threads",
-           "__version__"]
+           "set_products", "get_products", "__version__"]

@@ -53,10 +53,19 @@ THREADS_HELP = ("torch's CPU threads for the command: a positive number, or auto
                 "start) (default: auto)")
 
 
+PRODUCTS_HELP = ("how the large CPU matrix products are computed: auto (oneDNN's float32 "
+                 "product where this PyTorch has it, else BLAS), blas (PyTorch's torch.mm "
+                 "always), or bf16 (bfloat16 operands with float32 accumulation: faster, "
+                 "slightly less precise; weights and sampling stay float32) (default: auto)")
+
+
 def add_threads(parser: argparse.ArgumentParser) -> None:
-    """Give a command the ``--threads N|auto`` option (checked by :func:`main` before the
-    command runs, applied by the command with :func:`apply_threads`)."""
+    """Give a command the CPU options: ``--threads N|auto`` (checked by :func:`main` before
+    the command runs, applied by the command with :func:`apply_threads`) and ``--products
+    auto|blas|bf16`` (set by :func:`main` for the command's duration)."""
     parser.add_argument("--threads", default="auto", metavar="N|auto", help=THREADS_HELP)
+    parser.add_argument("--products", default="auto", choices=["auto", "blas", "bf16"],
+                        help=PRODUCTS_HELP)
 
 
 def apply_threads(args, work=None, device=None) -> None:
@@ -114,10 +123,17 @@ def main(argv=None) -> int:
 
     # --threads sets torch's count for the command only: a caller of main() gets its own back
     threads_before = torch.get_num_threads()
+    from .. import _products
+    products_before = _products.get_products()
     try:
         if hasattr(args, "threads"):  # one line for a bad value, before any work
             from .._threads import parse_threads
             args.threads = parse_threads(args.threads, "--threads")
+        if getattr(args, "products", None) is not None:
+            try:
+                _products.set_products(args.products)
+            except ValueError as err:
+                raise ValueError(f"--products: {err}") from None
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"boltzkit: error: {_name_option(str(err), args)}", file=sys.stderr)
@@ -147,6 +163,7 @@ def main(argv=None) -> int:
     finally:
         if torch.get_num_threads() != threads_before:
             torch.set_num_threads(threads_before)
+        _products.set_products(products_before)
         if old is not None:
             signal.signal(signal.SIGTERM, old)
 

@@ -80,6 +80,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .. import _products as products
 from .. import _validation
 from ..units import Bernoulli, Gaussian, Softmax, Spin
 
@@ -330,7 +331,7 @@ class _Annealer:
         return self.ph if units is self.H else self.pv
 
     def hidden_field(self, v):
-        return torch.addmm(self.b, self.stat(v), self.w)
+        return products.addmm(self.b, self.stat(v), self.w)
 
     def mean(self, units, field, beta):
         """E_β[s | field] (one buffer for Bernoulli units, the families' ``mean`` otherwise)."""
@@ -354,7 +355,7 @@ class _Annealer:
     def move(self, hidden_mean, beta):
         """Transition at ``beta`` given E_β[h | v] of the current v: h, then v. Returns v."""
         h = self.sample(self.H, hidden_mean)
-        field = torch.addmm(torch.lerp(self.a0, self.a, beta), h, self.wt, alpha=beta)
+        field = products.addmm(torch.lerp(self.a0, self.a, beta), h, self.wt, alpha=beta)
         if type(self.V) is Bernoulli:
             return self.sample(self.V, field.sigmoid_())
         return self.sample(self.V, self.V.mean(field, params=self.pv))

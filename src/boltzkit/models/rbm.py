@@ -45,6 +45,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .. import _products as products
 from .. import _validation as _v
 from .._validation import integer, real
 from ..units import Beta, Units, get_units, row_beta
@@ -249,11 +250,11 @@ class RBM(ConfigChecked):
     def hidden_field(self, v: torch.Tensor) -> torch.Tensor:
         """``b + phi(v) W`` (``b + v W`` but for ``gaussian:learned`` visible units, see
         :meth:`visible_statistic`), shape ``(n, n_hidden)``."""
-        return torch.addmm(self.hidden_bias, self.visible_statistic(v), self.weight)
+        return products.addmm(self.hidden_bias, self.visible_statistic(v), self.weight)
 
     def visible_field(self, h: torch.Tensor) -> torch.Tensor:
         """``a + h Wᵀ``, shape ``(n, n_visible)``."""
-        return torch.addmm(self.visible_bias, h, self.weight.t())
+        return products.addmm(self.visible_bias, h, self.weight.t())
 
     def hidden_mean(self, v: torch.Tensor, beta: Beta = 1.0, *, check: bool = True
                     ) -> torch.Tensor:

@@ -32,6 +32,7 @@ from typing import Callable, Dict, Mapping, Optional
 
 import torch
 
+from .. import _products as products
 from .. import _validation as check
 
 __all__ = ["Update", "SGD", "SignStep", "decays", "RBM_PARAMETERS"]
@@ -141,20 +142,18 @@ class SGD(Update):
         v_pos, h_pos, v_neg, h_neg = stats
         a_neg, a_pos = 1.0 / v_neg.shape[0], -1.0 / v_pos.shape[0]
         w, wd = params["weight"], self.weight_decay
+        pairs = [(v_neg, h_neg), (v_pos, h_pos)]
         if self.momentum:
             buf = state.get("weight")
-            if buf is None:  # buf = g at the first step
-                buf = state["weight"] = torch.addmm(torch.empty_like(w), v_neg.t(), h_neg,
-                                                    beta=0.0, alpha=a_neg)
-            else:
-                buf.addmm_(v_neg.t(), h_neg, beta=self.momentum, alpha=a_neg)
-            buf.addmm_(v_pos.t(), h_pos, alpha=a_pos)
+            first = buf is None  # buf = g at the first step
+            if first:
+                buf = state["weight"] = torch.empty_like(w)
+            products.add_outer_(buf, pairs, [a_neg, a_pos], beta=0.0 if first else self.momentum)
             if wd:
                 buf.add_(w, alpha=wd)
             w.add_(buf, alpha=-lr)
         else:  # w <- (1 - lr wd) w - lr g
-            w.addmm_(v_neg.t(), h_neg, beta=1.0 - lr * wd, alpha=-lr * a_neg)
-            w.addmm_(v_pos.t(), h_pos, alpha=-lr * a_pos)
+            products.add_outer_(w, pairs, [-lr * a_neg, -lr * a_pos], beta=1.0 - lr * wd)
         self.step(params, {"visible_bias": v_neg.mean(0) - v_pos.mean(0),
                            "hidden_bias": h_neg.mean(0) - h_pos.mean(0)}, lr, state)
 

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Optional
 
 import torch
 
+from ... import _products as products
 from ... import _validation as check
 from ...samplers import gibbs
 from .base import Estimator
@@ -70,9 +71,9 @@ def statistics_gradient(v_pos, h_pos, v_neg, h_neg, model=None) -> dict:
         return _owned_gradient(model, v_pos, h_pos, v_neg, h_neg)
     n_pos, n_neg = v_pos.shape[0], v_neg.shape[0]
     # the 1/n scalings ride on the products (beta=0: the uninitialised buffer is ignored)
-    gw = torch.addmm(v_pos.new_empty(v_pos.shape[1], h_pos.shape[1]), v_neg.t(), h_neg,
-                     beta=0.0, alpha=1.0 / n_neg)
-    gw.addmm_(v_pos.t(), h_pos, alpha=-1.0 / n_pos)
+    gw = products.add_outer_(v_pos.new_empty(v_pos.shape[1], h_pos.shape[1]),
+                             [(v_neg, h_neg), (v_pos, h_pos)], [1.0 / n_neg, -1.0 / n_pos],
+                             beta=0.0)
     return {"weight": gw, "visible_bias": v_neg.mean(0) - v_pos.mean(0),
             "hidden_bias": h_neg.mean(0) - h_pos.mean(0)}
 
