@@ -1,7 +1,10 @@
 """AIS speed: one forward AIS estimate of a 784x500 binary RBM (100 chains, the default 14,500
 annealing steps) against its floor, the two 100x784x500 matrix products per temperature alone
-(``v W`` and ``h Wᵀ`` into preallocated outputs, same count), measured in the same process,
-interleaved, medians of ``--repeats``.
+(``v W`` and ``h Wᵀ``, same count) on each path PyTorch offers here (``torch.mm``: its BLAS;
+on the CPU also oneDNN's float32 linear), measured in the same process, interleaved in a
+rotating order, medians of ``--repeats``; AIS runs under each of ``--products`` (boltzkit's
+product modes: auto = oneDNN where present, blas = torch.mm). Ratios are against the fastest
+floor.
 
     nice -n 10 .venv/bin/python benchmarks/bench_ais.py --repeats 3
     nice -n 10 .venv/bin/python benchmarks/bench_ais.py --repeats 3 --threads 1
@@ -31,18 +34,27 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def floor_run(w, steps, n_chains, gen, device):
-    """The two matrix products of every annealing step, nothing else."""
+def floor_run(w, steps, n_chains, gen, device, path="mm"):
+    """The two matrix products of every annealing step, nothing else: ``path`` "mm"
+    (``torch.mm`` into preallocated outputs: PyTorch's BLAS, MKL on the CPU) or "onednn"
+    (PyTorch's oneDNN linear primitive in float32, what boltzkit's ``products="auto"`` uses on
+    the CPU)."""
     v = (torch.rand(n_chains, w.shape[0], generator=gen, device=device) < 0.5).float()
     h = (torch.rand(n_chains, w.shape[1], generator=gen, device=device) < 0.5).float()
     wt = w.t().contiguous()
     c = torch.empty(n_chains, w.shape[1], device=device)
     o = torch.empty(n_chains, w.shape[0], device=device)
+    op = torch.ops.mkldnn._linear_pointwise
     _sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        torch.mm(v, w, out=c)
-        torch.mm(h, wt, out=o)
+    if path == "onednn":
+        for _ in range(steps):
+            op(v, wt, None, "none", [], "")   # v W  (the linear's weight is Wᵀ, (out, in))
+            op(h, w, None, "none", [], "")    # h Wᵀ
+    else:
+        for _ in range(steps):
+            torch.mm(v, w, out=c)
+            torch.mm(h, wt, out=o)
     _sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 
@@ -55,6 +67,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--model", default=None, help="a saved 784x500 RBM (default: random)")
+    p.add_argument("--products", default="auto,blas",
+                   help="boltzkit product modes to time AIS under, comma-separated "
+                        "(default auto,blas)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
 
@@ -75,44 +90,70 @@ def main(argv=None):
     model.to(device)
     w = model.weight.detach()
     betas = ev.default_betas(args.steps)
+    modes = [m.strip() for m in args.products.split(",") if m.strip()]
+    floor_paths = ["mm"] + (["onednn"] if device.type == "cpu"
+                            and boltzkit._products.onednn_available() else [])
 
-    def ais_run(seed):
-        gen = torch.Generator(device=device).manual_seed(seed)
-        _sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = ev.ais(model, n_chains=args.chains, betas=betas, generator=gen)
-        _sync(device)
-        return time.perf_counter() - t0, time.process_time() - c0, res
+    def ais_run(seed, mode):
+        before = boltzkit.get_products()
+        boltzkit.set_products(mode)
+        try:
+            gen = torch.Generator(device=device).manual_seed(seed)
+            _sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = ev.ais(model, n_chains=args.chains, betas=betas, generator=gen)
+            _sync(device)
+            return time.perf_counter() - t0, time.process_time() - c0, res
+        finally:
+            boltzkit.set_products(before)
 
-    # warm-up (allocator, kernels) on a short schedule
-    ev.ais(model, n_chains=args.chains, betas=200,
-           generator=torch.Generator(device=device).manual_seed(99))
-    floor_run(w, 200, args.chains, torch.Generator(device=device).manual_seed(1), device)
-    floors, runs, floors_cpu, runs_cpu, results = [], [], [], [], []
+    # warm-up (allocator, kernels, primitive caches) on a short schedule
+    for mode in modes:
+        boltzkit.set_products(mode)
+        ev.ais(model, n_chains=args.chains, betas=200,
+               generator=torch.Generator(device=device).manual_seed(99))
+    boltzkit.set_products("auto")
+    for path in floor_paths:
+        floor_run(w, 200, args.chains, torch.Generator(device=device).manual_seed(1), device,
+                  path)
+    names = [f"floor {p}" for p in floor_paths] + [f"AIS {m}" for m in modes]
+    wall = {n: [] for n in names}
+    cpu = {n: [] for n in names}
+    log_z = {m: [] for m in modes}
     for r in range(args.repeats):
-        fw, fc = floor_run(w, args.steps, args.chains,
-                           torch.Generator(device=device).manual_seed(r), device)
-        aw, ac, res = ais_run(r)
-        floors.append(fw), floors_cpu.append(fc), runs.append(aw), runs_cpu.append(ac)
-        results.append(res.log_z)
-        print(f"repeat {r + 1}: floor {fw:.2f} s wall / {fc:.2f} s cpu, AIS {aw:.2f} s wall / "
-              f"{ac:.2f} s cpu (ratio wall {aw / fw:.3f}, cpu {ac / fc:.3f}), log Z "
-              f"{res.log_z:.3f}", flush=True)
+        order = names[r % len(names):] + names[:r % len(names)]   # rotate: noise hits all
+        for name in order:
+            kind, what = name.split(" ", 1)
+            if kind == "floor":
+                fw, fc = floor_run(w, args.steps, args.chains,
+                                   torch.Generator(device=device).manual_seed(r), device, what)
+            else:
+                fw, fc, res = ais_run(r, what)
+                log_z[what].append(res.log_z)
+            wall[name].append(fw)
+            cpu[name].append(fc)
+        print(f"repeat {r + 1}: " + ", ".join(f"{n} {wall[n][-1]:.2f} s wall / {cpu[n][-1]:.2f}"
+                                               f" s cpu" for n in names), flush=True)
     med = statistics.median
+    fastest = min((n for n in names if n.startswith("floor")), key=lambda n: med(wall[n]))
     out = {"device": str(device), "threads": torch.get_num_threads(), "steps": args.steps,
-           "chains": args.chains, "repeats": args.repeats,
-           "floor_wall_s": floors, "ais_wall_s": runs, "floor_cpu_s": floors_cpu,
-           "ais_cpu_s": runs_cpu, "ratio_wall_of_medians": med(runs) / med(floors),
-           "ratio_cpu_of_medians": med(runs_cpu) / med(floors_cpu),
-           "log_z": results, "torch": torch.__version__, "python": platform.python_version(),
+           "chains": args.chains, "repeats": args.repeats, "wall_s": wall, "cpu_s": cpu,
+           "fastest_floor": fastest,
+           "ratio_wall_of_medians": {m: med(wall[f"AIS {m}"]) / med(wall[fastest])
+                                     for m in modes},
+           "ratio_cpu_of_medians": {m: med(cpu[f"AIS {m}"]) / med(cpu[fastest]) for m in modes},
+           "log_z": log_z, "torch": torch.__version__, "python": platform.python_version(),
            "cpu": platform.processor() or platform.machine()}
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
-    print(f"median wall: floor {med(floors):.2f} s ({med(floors) / args.steps * 1e3:.3f} "
-          f"ms/step), AIS {med(runs):.2f} s ({med(runs) / args.steps * 1e3:.3f} ms/step), "
-          f"ratio {med(runs) / med(floors):.3f}")
-    print(f"median cpu:  floor {med(floors_cpu):.2f} s, AIS {med(runs_cpu):.2f} s, ratio "
-          f"{med(runs_cpu) / med(floors_cpu):.3f}  [{torch.get_num_threads()} threads, {device}]")
+    print(f"\n[{torch.get_num_threads()} threads, {device}; medians of {args.repeats}; "
+          f"fastest floor: {fastest}]")
+    for n in names:
+        print(f"{n:14s} wall {med(wall[n]):7.2f} s ({med(wall[n]) / args.steps * 1e3:.3f} "
+              f"ms/step)  cpu {med(cpu[n]):7.2f} s   / fastest floor: wall "
+              f"{med(wall[n]) / med(wall[fastest]):.3f}, cpu {med(cpu[n]) / med(cpu[fastest]):.3f}")
+    for m in modes:
+        print(f"log Z ({m}): " + ", ".join(f"{z:.3f}" for z in log_z[m]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

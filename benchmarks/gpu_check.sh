@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One short, prepared run of the checks that need a CUDA device (about 5 minutes on one H200):
-# the CUDA tests, the CD/PCD epoch against its floor, and the 10-epoch default model trained and
-# measured on the GPU. Results go to $OUT (default ./gpu-results): a log per step and JSON.
+# the CUDA tests, the CD/PCD epoch against its floor, the 10-epoch default model trained and
+# measured on the GPU, two PT epochs, and AIS against its floor. Results go to $OUT (default
+# ./gpu-results): a log per step and JSON.
 #
 #     BOLTZKIT_DATA=path/to/data PYTHONPATH=src bash benchmarks/gpu_check.sh
 #
@@ -33,3 +34,5 @@ step evaluate_default 90 $PY -m boltzkit evaluate "$OUT/run10/model.safetensors"
     --data binarized-mnist --log-z both --chains 1000 --device cuda --json
 step train_pt 90 $PY -m boltzkit train --data binarized-mnist --hidden 500 --method pt \
     --replicas 10 --epochs 2 --device cuda --no-progress --out "$OUT/run_pt"
+step bench_ais_gpu 90 $PY benchmarks/bench_ais.py --device cuda --repeats 2 --products auto \
+    --json "$OUT/bench_ais_gpu.json"

@@ -57,12 +57,16 @@ def gaussian_log_likelihood(train: torch.Tensor, test: torch.Tensor, full: bool)
 
 def train_grbm(x, hidden, epochs, lr, var_scale, floor, seed=0, centered=True, *, method="pcd",
                momentum=0.5, init_std=0.01, batch_size=100, schedule="linear", weight_decay=0.0,
-               var_init="1"):
+               var_init="1", ceiling=None, max_step_norm=None):
     """A ``gaussian:learned`` RBM trained on ``x`` ``(n, n_visible)``; returns (model, seconds).
 
     ``var_init``: ``"1"`` starts every variance at 1 (the family's default, right for whitened
-    data), ``"data"`` at the training data's per-feature variance."""
+    data), ``"data"`` at the training data's per-feature variance. ``ceiling``: the largest
+    variance training may reach (none by default); ``max_step_norm``: SGD's per-hidden-unit
+    bound on a weight step (none by default)."""
     units = "gaussian:learned" if floor is None else f"gaussian:learned:{floor!r}"
+    if ceiling is not None:
+        units = f"gaussian:learned:{0.01 if floor is None else floor!r}:{ceiling!r}"
     model = RBM(x.shape[1], hidden, units, init_std=init_std,
                 generator=torch.Generator().manual_seed(seed))
     if var_init == "data":
@@ -73,7 +77,8 @@ def train_grbm(x, hidden, epochs, lr, var_scale, floor, seed=0, centered=True, *
     t0 = time.perf_counter()
     fit(model, x, estimator=est, epochs=epochs, batch_size=batch_size, lr=lr,
         lr_schedule=schedule,
-        update=SGD(momentum, weight_decay, lr_scale={"visible_log_variance": var_scale}),
+        update=SGD(momentum, weight_decay, lr_scale={"visible_log_variance": var_scale},
+                   max_step_norm=max_step_norm),
         generator=torch.Generator().manual_seed(seed + 1))
     return model, time.perf_counter() - t0
 
@@ -141,6 +146,10 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--var-scale", type=float, default=0.1)
     p.add_argument("--floor", type=float, default=None)
+    p.add_argument("--ceiling", type=float, default=None,
+                   help="the largest variance training may reach (gaussian:learned:F:C)")
+    p.add_argument("--max-step-norm", type=float, default=None,
+                   help="the largest norm of one hidden unit's weight step (SGD max_step_norm)")
     p.add_argument("--method", choices=("cd", "pcd"), default="pcd", help="CD-1 or PCD-1")
     p.add_argument("--no-centering", action="store_true", help="the plain gradient")
     p.add_argument("--momentum", type=float, default=0.5)
@@ -181,7 +190,8 @@ def main(argv=None):
                                  not a.no_centering, method=a.method, momentum=a.momentum,
                                  init_std=a.init_std, batch_size=a.batch_size,
                                  schedule=a.schedule, weight_decay=a.weight_decay,
-                                 var_init=a.var_init)
+                                 var_init=a.var_init, ceiling=a.ceiling,
+                                 max_step_norm=a.max_step_norm)
         finite = all(bool(torch.isfinite(t).all()) for t in model.parameters())
         ll = test_ll(model, train, test, a.betas) if finite else {}
         var = torch.exp(model.visible_log_variance.detach())
@@ -190,7 +200,8 @@ def main(argv=None):
         print(f"GRBM {a.hidden:3d} hidden {a.method}{'' if a.no_centering else ' centered'} "
               f"{a.epochs} epochs lr {lr:g} ({a.schedule}) variance lr x{scale:g} "
               f"momentum {a.momentum:g} init_std {a.init_std:g} batch {a.batch_size} "
-              f"var_init {a.var_init}: {split} {figures or 'DIVERGED'}"
+              f"var_init {a.var_init} ceiling {a.ceiling} max step {a.max_step_norm}: "
+              f"{split} {figures or 'DIVERGED'}"
               f"  (variances {var.min():.3f}..{var.max():.3f}, |w_j| {wn.min():.2f}.."
               f"{wn.max():.2f}, {secs:.0f} s)", flush=True)
     if a.pictures and finite:

@@ -366,6 +366,46 @@ def test_the_floor_holds_when_a_variance_collapses():
     assert torch.allclose(m3.visible_log_variance, torch.full((3,), math.log(0.2)))
 
 
+def test_the_ceiling_holds_and_travels_with_the_model(tmp_path):
+    m = RBM(3, 2, "gaussian:learned:0.05:2")
+    assert m.visible.max_variance == 2.0 and m.visible.spec() == "gaussian:learned:0.05:2.0"
+    with torch.no_grad():
+        m.visible_log_variance.copy_(torch.tensor([5.0, 0.3, -9.0]))
+    m.constrain_()
+    assert torch.allclose(m.visible_log_variance,
+                          torch.tensor([math.log(2.0), 0.3, math.log(0.05)]))
+    boltzkit.save(m, tmp_path / "m.safetensors")
+    assert boltzkit.load(tmp_path / "m.safetensors").visible.max_variance == 2.0
+    assert get_units("gaussian:learned:0.01").max_variance is None
+    for bad in ("gaussian:learned:0.1:0.05", "gaussian:learned:0.01:inf",
+                "gaussian:learned:0.01:1e20"):
+        with pytest.raises(ValueError, match="max_variance: expected a number above the floor"):
+            get_units(bad)
+
+
+def test_sgd_max_step_norm_bounds_each_hidden_units_step():
+    g = gen(4)
+    w0 = torch.randn(6, 4, generator=g)
+    grad = torch.randn(6, 4, generator=g) * torch.tensor([0.01, 1.0, 10.0, 100.0])
+    lr, bound = 0.1, 0.5
+    p = {"weight": w0.clone(), "visible_bias": torch.zeros(6)}
+    SGD(0.0, max_step_norm=bound).step(p, {"weight": grad, "visible_bias": torch.ones(6)}, lr,
+                                       {})
+    step = w0 - p["weight"]
+    norms = step.norm(dim=0)
+    want = (lr * grad.norm(dim=0)).clamp(max=bound)
+    assert torch.allclose(norms, want, rtol=1e-5)                     # long steps cut to 0.5
+    assert torch.allclose(step[:, 0], lr * grad[:, 0], atol=1e-6)      # a short one untouched
+    cos = torch.nn.functional.cosine_similarity(step, grad, dim=0)
+    assert torch.allclose(cos, torch.ones(4), atol=1e-5)               # directions kept
+    assert torch.allclose(p["visible_bias"], torch.full((6,), -lr))    # biases are not bound
+    assert SGD(max_step_norm=0.5).config()["max_step_norm"] == 0.5
+    assert "max_step_norm" not in SGD().config()
+    assert SGD(max_step_norm=0.5).fused(CD(1), RBM(3, 2)) is None      # the fused path declines
+    with pytest.raises(ValueError, match="max_step_norm"):
+        SGD(max_step_norm=0.0)
+
+
 def test_sgd_learning_rate_multipliers():
     p = {"a": torch.ones(2), "b": torch.ones(2)}
     g = {"a": torch.ones(2), "b": torch.ones(2)}

@@ -144,9 +144,11 @@ def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, alpha: float 
     path = route(a, b, bias)
     if path == "blas":
         return torch.addmm(bias, a, b, alpha=alpha)
-    if alpha == 1.0 and bias.dim() == 1 and bias.dtype == torch.float32 \
-            and bias.shape[0] == b.shape[1]:
-        return _dnn(a, b, bias, path)
+    if bias.dim() == 1 and bias.dtype == torch.float32 and bias.shape[0] == b.shape[1]:
+        if alpha == 1.0:
+            return _dnn(a, b, bias, path)
+        if abs(alpha) >= 2.0 ** -20:  # (bias / alpha + a b) alpha: the bias rides along
+            return _dnn(a, b, bias / alpha, path).mul_(alpha)
     out = _dnn(a, b, None, path)
     if alpha != 1.0:
         out.mul_(alpha)

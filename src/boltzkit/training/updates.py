@@ -85,9 +85,16 @@ class SGD(Update):
         (1 for names not listed), e.g. ``{"visible_log_variance": 0.01}`` for the slower
         variance updates that Gaussian RBMs with learned variances need. Without it (the
         default) the arithmetic is exactly the plain rule's.
+    max_step_norm : float > 0, optional
+        The largest L2 norm one hidden unit's weights (a column of the ``(n_visible,
+        n_hidden)`` weight) may move by in one update: a longer step ``lr * buf`` is scaled
+        down to it, column by column (the "restricted gradient" of Melchior et al.'s GRBM
+        training). It stops the runaway of a Gaussian RBM's weights at a learning rate that
+        is too large for them (BENCHMARKS.md, the GRBM section). Applies to ``weight`` only.
     """
 
-    def __init__(self, momentum: float = 0.5, weight_decay: float = 0.0, lr_scale=None):
+    def __init__(self, momentum: float = 0.5, weight_decay: float = 0.0, lr_scale=None,
+                 max_step_norm=None):
         self.momentum = check.real(momentum, "momentum", 0.0, 1.0, strict_maximum=True)
         self.weight_decay = check.real(weight_decay, "weight_decay", 0.0)
         if lr_scale is not None:
@@ -97,15 +104,21 @@ class SGD(Update):
             lr_scale = {k: check.real(v, f"lr_scale[{k!r}]", 0.0, strict_minimum=True)
                         for k, v in sorted(lr_scale.items())}
         self.lr_scale = lr_scale or None
+        self.max_step_norm = None if max_step_norm is None else \
+            check.real(max_step_norm, "max_step_norm", 0.0, strict_minimum=True)
 
     def __repr__(self):
         scale = f", lr_scale={self.lr_scale!r}" if self.lr_scale else ""
+        if self.max_step_norm is not None:
+            scale += f", max_step_norm={self.max_step_norm:g}"
         return f"SGD(momentum={self.momentum:g}, weight_decay={self.weight_decay:g}{scale})"
 
     def config(self):
         out = {"rule": "SGD", "momentum": self.momentum, "weight_decay": self.weight_decay}
         if self.lr_scale:
             out["lr_scale"] = dict(self.lr_scale)
+        if self.max_step_norm is not None:
+            out["max_step_norm"] = self.max_step_norm
         return out
 
     def step(self, params, grads, lr, state):
@@ -120,15 +133,19 @@ class SGD(Update):
                 else:
                     buf.mul_(self.momentum).add_(g)
                 g = buf
-            if self.lr_scale is not None and name in self.lr_scale:
-                p.add_(g, alpha=-lr * self.lr_scale[name])
-            else:
-                p.add_(g, alpha=-lr)
+            rate = lr * self.lr_scale[name] if self.lr_scale is not None \
+                and name in self.lr_scale else lr
+            if self.max_step_norm is not None and name == "weight" and g.dim() == 2:
+                # per column: rate * |g_j| <= max_step_norm
+                g = g * (self.max_step_norm / (rate * g.norm(dim=0)).clamp(
+                    min=self.max_step_norm)).unsqueeze(0)
+            p.add_(g, alpha=-rate)
 
     def fused(self, estimator, model):
         names = tuple(name for name, _ in model.named_parameters())
         if not getattr(estimator, "dense_statistics", False) or names != RBM_PARAMETERS \
                 or (self.lr_scale is not None and any(n in self.lr_scale for n in names)) \
+                or self.max_step_norm is not None \
                 or model.weight.dim() != 2:
             return None
         return self._fused_step

@@ -83,7 +83,8 @@ def unregister_units(name: str) -> None:
 
 def _expected() -> str:
     names = ", ".join(UNIT_NAMES + tuple(sorted(_REGISTERED)))
-    return f"one of {names} (or 'softmax:K', 'gaussian:learned', 'gaussian:learned:F')"
+    return (f"one of {names} (or 'softmax:K', 'gaussian:learned', 'gaussian:learned:F', "
+            f"'gaussian:learned:F:C')")
 
 
 def get_units(spec) -> Units:
@@ -92,7 +93,7 @@ def get_units(spec) -> Units:
     ``spec`` is a :class:`Units` instance (returned as is) or one of ``"bernoulli"`` (alias
     ``"binary"``), ``"spin"`` (alias ``"ising"``), ``"gaussian"`` (unit variance),
     ``"gaussian:learned"`` (a learned variance per unit, floored at 0.01) or
-    ``"gaussian:learned:F"`` (floored at F), ``"softmax"`` (the whole layer one group),
+    ``"gaussian:learned:F"`` (floored at F), ``"gaussian:learned:F:C"`` (kept within [F, C]), ``"softmax"`` (the whole layer one group),
     ``"softmax:K"`` (groups of K units), or the name of a family added by
     :func:`register_units` (``"name"`` or ``"name:arg"``).
     """
@@ -109,12 +110,13 @@ def get_units(spec) -> Units:
     if name == "gaussian" and not sep:
         return Gaussian()
     if name == "gaussian":
-        kind, sep2, floor = arg.partition(":")
+        kind, sep2, bounds = arg.partition(":")
         if kind == "learned" and not sep2:
             return LearnedGaussian()
         if kind == "learned":
+            floor, sep3, ceiling = bounds.partition(":")
             try:
-                return LearnedGaussian(float(floor))
+                return LearnedGaussian(float(floor), float(ceiling) if sep3 else None)
             except ValueError as err:
                 raise ValueError(f"units: {spec!r}: {err}") from None
     if name == "softmax":

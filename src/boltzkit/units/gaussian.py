@@ -4,6 +4,7 @@ N(beta t, 1)) and :class:`LearnedGaussian`, with a learned variance per unit."""
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
@@ -87,6 +88,13 @@ class LearnedGaussian(Units):
         it after every update): a variance that collapses onto a data point makes the likelihood
         unbounded. The default 0.01 suits standardised or whitened data (variance 1 per
         feature). Spelled ``"gaussian:learned"`` (default floor) or ``"gaussian:learned:F"``.
+    max_variance : float > min_variance, optional
+        A ceiling :meth:`constrain_` keeps the variances below (none by default). In a GRBM the
+        conditional variance of a visible unit cannot usefully exceed its marginal variance
+        (the mixture over hidden states only adds to it), so on standardised or whitened data
+        1 is a bound that costs nothing and stops a variance that runs away when the learning
+        rate is too large (BENCHMARKS.md, the GRBM section). Spelled
+        ``"gaussian:learned:F:C"``.
 
     Shapes: ``field`` ``(n, n_units)``, ``beta`` a number or broadcasting against the field
     (``(n, 1)``); ``params`` ``{"log_variance": (n_units,)}`` (required: every method raises a
@@ -99,7 +107,8 @@ class LearnedGaussian(Units):
     identity_statistic = False
     _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
-    def __init__(self, min_variance: float = DEFAULT_MIN_VARIANCE):
+    def __init__(self, min_variance: float = DEFAULT_MIN_VARIANCE,
+                 max_variance: Optional[float] = None):
         try:
             ok = (not isinstance(min_variance, bool) and 0.0 < float(min_variance) <= 1.0)
         except (TypeError, ValueError):
@@ -107,6 +116,19 @@ class LearnedGaussian(Units):
         if not ok:
             raise ValueError(f"min_variance: expected a number in (0, 1], got {min_variance!r}")
         self.min_variance = float(min_variance)
+        if max_variance is not None:
+            try:
+                ok = (not isinstance(max_variance, bool) and math.isfinite(float(max_variance))
+                      and float(max_variance) > self.min_variance
+                      and math.log(float(max_variance)) < LOG_VARIANCE_LIMIT)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"max_variance: expected a number above the floor "
+                                 f"{self.min_variance:g} and below e^{LOG_VARIANCE_LIMIT:g}, "
+                                 f"got {max_variance!r}")
+            max_variance = float(max_variance)
+        self.max_variance = max_variance
 
     def init_parameters(self, n_units, dtype=torch.float32, device=None):
         return {"log_variance": torch.zeros(n_units, dtype=dtype, device=device)}
@@ -140,10 +162,12 @@ class LearnedGaussian(Units):
         return 0.5 * (s * s * torch.exp(-self._z(params))).sum(-1)
 
     def constrain_(self, params) -> None:
-        """Keep the variances at or above ``min_variance`` (in place)."""
+        """Keep the variances at or above ``min_variance`` (and at or below ``max_variance``
+        where set), in place."""
         z = self._z(params)
+        top = LOG_VARIANCE_LIMIT if self.max_variance is None else math.log(self.max_variance)
         with torch.no_grad():
-            z.clamp_(min=math.log(self.min_variance), max=LOG_VARIANCE_LIMIT)
+            z.clamp_(min=math.log(self.min_variance), max=top)
 
     @staticmethod
     def check_parameters(params, layer: str = "visible") -> None:
@@ -164,9 +188,12 @@ class LearnedGaussian(Units):
         return data_mean.clone()
 
     def spec(self):
+        if self.max_variance is not None:
+            return f"gaussian:learned:{self.min_variance!r}:{self.max_variance!r}"
         if self.min_variance == DEFAULT_MIN_VARIANCE:
             return "gaussian:learned"
         return f"gaussian:learned:{self.min_variance!r}"
 
     def __repr__(self):
-        return f"LearnedGaussian(min_variance={self.min_variance!r})"
+        top = "" if self.max_variance is None else f", max_variance={self.max_variance!r}"
+        return f"LearnedGaussian(min_variance={self.min_variance!r}{top})"
