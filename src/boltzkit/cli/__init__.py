@@ -17,7 +17,7 @@ import threading
 __all__ = ["main", "build_parser", "add_threads", "apply_threads"]
 
 # modules under boltzkit.cli that contribute subcommands, in the order of `boltzkit --help`
-COMMAND_MODULES = ["train", "rbm", "evaluate", "hopfield", "bm", "toy"]
+COMMAND_MODULES = ["train", "rbm", "evaluate", "hopfield", "bm", "toy", "compare"]
 
 
 def build_parser() -> argparse.ArgumentParser:

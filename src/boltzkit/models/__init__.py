@@ -8,6 +8,7 @@ the file's header before the model is built) and ``check_tensors(state_dict)`` (
 a file can break, such as symmetric weights; ``validate()`` runs it on a model in memory).
 """
 
+from .autoencoder import Autoencoder
 from .boltzmann import BoltzmannMachine
 from .dbm import DBM
 from .dbn import DBN
@@ -16,6 +17,9 @@ from .hopfield import Hopfield
 from .rbm import RBM
 
 MODEL_CLASSES = {"RBM": RBM, "BoltzmannMachine": BoltzmannMachine,
-                 "Hopfield": Hopfield, "ConvRBM": ConvRBM, "DBM": DBM, "DBN": DBN}
+                 "Hopfield": Hopfield, "ConvRBM": ConvRBM, "DBM": DBM, "DBN": DBN,
+                 # not a Boltzmann machine (trained by backprop), saved and loaded the same way
+                 "Autoencoder": Autoencoder}
 
-__all__ = ["RBM", "BoltzmannMachine", "Hopfield", "DBM", "DBN", "ConvRBM", "MODEL_CLASSES"]
+__all__ = ["RBM", "BoltzmannMachine", "Hopfield", "DBM", "DBN", "ConvRBM", "Autoencoder",
+           "MODEL_CLASSES"]
