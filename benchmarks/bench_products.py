@@ -66,7 +66,7 @@ def main(argv=None):
     for n, k, m in SHAPES:
         fs, route = variants(n, k, m, g)
         macs = n * k * m
-        reps = max(5, min(2000, int(4e8 / (macs + 2e5))))
+        reps = max(50, min(5000, int(5e9 / (macs + 2e5))))  # about 50 ms a round
         for f in fs.values():
             for _ in range(10):
                 f()

@@ -160,8 +160,9 @@ def add_outer_(out: torch.Tensor, pairs: Sequence, alphas: Sequence[float], *,
     """In place ``out <- beta * out + sum_i alpha_i * a_iᵀ b_i`` for ``pairs`` ``[(a_i, b_i)]``,
     ``a_i`` ``(n_i, k)``, ``b_i`` ``(n_i, m)``, ``out`` ``(k, m)``; ``beta = 0`` ignores what
     ``out`` held (it may be uninitialised). On BLAS: one ``addmm_`` per pair, straight into
-    ``out``. On oneDNN the pairs are stacked along the rows and the sum is ONE product (the
-    ``alpha_i`` ride on the ``b_i``) added to ``out`` in one pass. Returns ``out``."""
+    ``out``. On oneDNN the pairs are stacked (the sum is ONE product over all rows, the
+    ``alpha_i`` riding on the ``b_i``) and the result is added to ``out`` in one pass.
+    Returns ``out``."""
     a0, b0 = pairs[0]
     n = sum(a.shape[0] for a, _ in pairs)
     path = route(a0.t(), b0, out, macs=n * a0.shape[1] * b0.shape[1])
@@ -172,9 +173,12 @@ def add_outer_(out: torch.Tensor, pairs: Sequence, alphas: Sequence[float], *,
         for i, ((a, b), alpha) in enumerate(zip(pairs, alphas)):
             out.addmm_(a.t(), b, beta=beta if i == 0 else 1.0, alpha=alpha)
         return out
-    a_all = torch.cat([a for a, _ in pairs]) if len(pairs) > 1 else a0
-    b_all = torch.cat([b * alpha if alpha != 1.0 else b for (_, b), alpha in zip(pairs, alphas)])
-    g = _dnn(a_all.t(), b_all, None, path)
+    # the stacked transposes, built contiguous ((k, n) and (m, n)): oneDNN's linear then reads
+    # both operands in its preferred layout (measured: a third faster than transposed views)
+    a_t = torch.cat([a.t() for a, _ in pairs], 1)
+    b_t = torch.cat([(b * alpha if alpha != 1.0 else b).t() for (_, b), alpha in zip(pairs, alphas)],
+                    1)
+    g = _dnn(a_t, b_t.t(), None, path)
     if beta == 0.0:
         return out.copy_(g)
     if beta != 1.0:
