@@ -334,3 +334,154 @@ def test_pcd_run_resumes_bit_identically_from_its_run_folder(tmp_path):
     for k, t in resumed.state_dict().items():
         assert torch.equal(t, straight[k]), k
     assert isinstance(boltzkit.load(tmp_path / "model.safetensors"), ConvRBM)
+
+
+# -- the fast paths of the pooling and of the visible field ------------------------------------
+def test_pooling_of_three_by_three_blocks_matches_enumeration_and_autograd():
+    m = random_conv((1, 4, 4), 2, 2, pool=3, scale=1.5, seed=40)  # maps 2 x 3 x 3: one block each
+    v = all_visible(m)[[5, 999, 40000]]
+    field = m.hidden_field(v)
+    for row in range(3):
+        for k in range(2):
+            t = field[row, k].reshape(-1)
+            z = 1 + t.exp().sum()
+            assert torch.allclose(m.hidden_mean(v)[row, k].reshape(-1), t.exp() / z, atol=1e-12)
+            assert m.hidden.block_off(field)[row, k, 0, 0].item() == pytest.approx(
+                1 / z.item(), abs=1e-12)
+    want = torch.log1p(field.reshape(3, 2, 9).exp().sum(-1)).sum(-1)
+    assert torch.allclose(m.hidden.log_partition(field), want, atol=1e-12)
+    # with autograd (the differentiable assembly) the same values, and the gradient of the
+    # log-partition is the mean
+    f = field.detach().requires_grad_()
+    with torch.enable_grad():
+        mean = m.hidden.mean(f)
+        (g,) = torch.autograd.grad(m.hidden.log_partition(f).sum(), f)
+    assert torch.allclose(mean, m.hidden_mean(v), atol=1e-12)
+    assert torch.allclose(g, m.hidden_mean(v), atol=1e-12)
+    # one draw per block: at most one unit on, frequencies as the block's softmax
+    n = 30000
+    h = m.hidden.sample_from_mean(m.hidden_mean(v[:1]).expand(n, -1, -1, -1), gen(41))
+    flat = h.reshape(n, 2, 9)
+    assert flat.sum(-1).max() <= 1
+    p = torch.cat([m.hidden_mean(v[:1])[0, 0].reshape(-1),
+                   m.hidden.block_off(field[:1])[0, 0].reshape(1)])
+    freq = torch.cat([flat[:, 0].mean(0), (flat[:, 0].sum(-1) == 0).double().mean(0, True)])
+    assert 0.5 * (freq - p).abs().sum().item() < tv_bound(p, n)
+
+
+def test_large_fields_keep_exact_probabilities_and_log_partitions():
+    """Fields of ±300 (a trained model's reach): the exponent floor changes nothing that
+    float64 can show."""
+    from boltzkit.models.conv_rbm import PooledBernoulli
+
+    units = PooledBernoulli(2, (1, 2, 2))
+    t = torch.tensor([[[[-300.0, -250.0], [2.0, -400.0]]], [[[300.0, 299.0], [-300.0, 0.0]]],
+                      [[[-300.0, -300.0], [-300.0, -300.0]]]], dtype=torch.float64)
+    flat = t.reshape(3, 4)
+    lse = torch.logsumexp(torch.cat([flat, torch.zeros(3, 1, dtype=t.dtype)], 1), 1)
+    assert torch.allclose(units.log_partition(t), lse, rtol=1e-15, atol=1e-15)
+    mean = units.mean(t).reshape(3, 4)
+    assert torch.allclose(mean, torch.exp(flat - lse[:, None]), atol=1e-30, rtol=1e-12)
+    assert torch.isfinite(units.mean(t.float())).all()
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_visible_field_equals_the_transposed_convolution_with_and_without_autograd(channels):
+    import torch.nn.functional as F
+
+    m = random_conv((channels, 7, 6), 3, (3, 2), seed=42)
+    h = m.sample_hidden(m.visible.sample(torch.zeros(4, channels, 7, 6, dtype=torch.float64),
+                                         gen(43)), gen(44))
+    want = F.conv_transpose2d(h, m.weight, m.visible_bias)
+    assert torch.allclose(m.visible_field(h), want, atol=1e-12)
+    with torch.enable_grad():
+        got = torch.autograd.grad(m.visible_field(h).pow(2).sum(), m.weight)[0]
+        ref = torch.autograd.grad(F.conv_transpose2d(h, m.weight, m.visible_bias).pow(2).sum(),
+                                  m.weight)[0]
+    assert torch.allclose(got, ref, atol=1e-10)
+
+
+# -- evaluation: AIS, reverse AIS and evaluate() against enumeration ---------------------------
+@pytest.mark.parametrize("pool,visible", [(None, "bernoulli"), (2, "bernoulli"),
+                                          (2, "gaussian")])
+def test_ais_and_reverse_ais_find_the_exact_log_z_of_a_tiny_conv_rbm(pool, visible):
+    from boltzkit.evaluation import ais, reverse_ais
+
+    m = random_conv((1, 3, 3), 2, 2, pool=pool, visible=visible, scale=0.8, seed=45).float()
+    lz = exact.rbm.log_partition(m)
+    g = gen(46)  # reverse AIS starts at samples of the model (Gibbs chains, long burnt in)
+    start = m.visible.sample(torch.zeros(60, 1, 3, 3), g)
+    data = gibbs.run(m, gibbs.init(m, start, g), 200, g).visible
+    forward = ais(m, base=data, n_chains=100, betas=500, generator=gen(47))
+    backward = reverse_ais(m, data, base=data, n_chains=60, betas=500, generator=gen(48))
+    for res in (forward, backward):
+        # the exact value inside the estimate's 3-standard-error interval, which is narrow
+        # enough to tell a wrong path (a lost term of the increments moves it by nats)
+        assert res.log_z_low <= lz <= res.log_z_high, (res, lz)
+        assert res.log_z_high - res.log_z_low < 0.5
+        assert res.log_weights.shape == (100 if res is forward else 60,)
+
+
+def test_evaluate_gives_a_conv_rbm_the_figures_of_brute_force():
+    from boltzkit.evaluation import evaluate
+
+    m = random_conv((1, 3, 3), 2, 2, pool=2, scale=0.8, seed=49)
+    vs, p = exact_p(m)
+    idx = torch.multinomial(p, 400, replacement=True, generator=gen(50))
+    data = vs[idx]
+    r = evaluate(m, data, log_z="both", chains=30, betas=300)
+    assert set(r["estimates"]) == {"exact", "ais", "reverse-ais"}
+    log_z = torch.logsumexp(-m.free_energy(vs), 0).item()
+    assert r["log_z_method"] == "exact" and r["log_z"] == pytest.approx(log_z, abs=1e-9)
+    assert r["log_likelihood"] == pytest.approx(p[idx].log().mean().item(), abs=1e-9)
+    lo, hi = r["log_likelihood_bracket"]
+    assert abs(lo - r["log_likelihood"]) < 0.2 and abs(hi - r["log_likelihood"]) < 0.2
+    # pseudo-likelihood by its definition: p(v_i | v_-i) from the exact joint
+    flat = vs.reshape(len(vs), -1)
+    code = (flat * 2 ** torch.arange(9, dtype=torch.float64)).sum(1).long()
+    assert torch.equal(code, torch.arange(len(vs)))  # states enumerate in binary order
+    pl = torch.zeros(len(idx), dtype=torch.float64)
+    for i in range(9):
+        other = idx ^ (1 << i)
+        pl += torch.log(p[idx] / (p[idx] + p[other]))
+    assert r["pseudo_likelihood_method"] == "exact"
+    assert r["pseudo_likelihood"] == pytest.approx(pl.mean().item(), abs=1e-9)
+    recon = (data - m.reconstruction(data)).pow(2).mean().item()
+    assert r["reconstruction_error"] == pytest.approx(recon, abs=1e-12)
+    # the stochastic estimate (one unit per image, times 9) is unbiased: within 5 standard
+    # errors of the exact value over 400 images
+    s = evaluate(m, data, log_z="exact", pseudo_likelihood_method="stochastic", seed=3)
+    assert s["pseudo_likelihood_method"] == "stochastic"
+    assert abs(s["pseudo_likelihood"] - pl.mean().item()) < 5 * s["pseudo_likelihood_std_error"]
+    assert s["pseudo_likelihood"] != r["pseudo_likelihood"]
+
+
+def test_layers_too_large_to_count_are_not_enumerable():
+    m = ConvRBM((1, 28, 28), 24, 9, pool=2)  # 2400 blocks of 5 states, 784 binary pixels
+    assert m.hidden.n_states(m.n_hidden) == math.inf
+    assert ConvRBM((1, 28, 28), 24, 9).hidden.n_states(9600) == math.inf
+    assert exact.rbm.enumerable_layer(m) is None and not exact.rbm.can_enumerate(m)
+
+
+@pytest.mark.parametrize("pool", [None, 2])
+def test_the_annealing_increments_without_cancellation_equal_the_float64_differences(pool):
+    """AIS's per-step log-weight change: the expm1 forms it uses for small steps against the
+    plain difference of two log-partitions (its form for large steps), on the path that keeps
+    the hidden biases in the base model."""
+    from boltzkit.evaluation.ais import _ImageAnnealer
+
+    m = random_conv((1, 5, 5), 2, 2, pool=pool, scale=0.7, seed=51).float()
+    v = m.visible.sample(torch.zeros(6, 1, 5, 5), gen(52))
+    an = _ImageAnnealer(m, v, torch.float32, gen(53))
+    c = an.hidden_field(v)
+    for beta, step in [(0.3, 1e-3), (0.9, 2e-2)]:
+        mean = an.mean(an.H, c, beta)
+        fast = an.increment(v, c, mean, beta, beta + step)
+        an.bound = math.inf  # the float64 route
+        slow = an.increment(v, c, mean, beta, beta + step)
+        an.bound = 0.0
+        assert torch.allclose(fast.double(), slow.double(), rtol=1e-4, atol=1e-7)
+        # and the path's end points: f_1 is the model's exp(-F(v)), f_0 the base model's
+        f1 = an.H.log_partition(an._shifted(c.double(), 1.0)) + v.flatten(1).double() @ \
+            m.visible_bias.double().repeat_interleave(25)
+        assert torch.allclose(f1, -m.double().free_energy(v.double()), atol=1e-9)

@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 
 from .io import atomic_write
 
-__all__ = ["tile_images", "filters", "sample_grid", "learning_curves", "capacity_curve",
-           "image_rows"]
+__all__ = ["tile_images", "filters", "conv_filters", "sample_grid", "learning_curves",
+           "capacity_curve", "image_rows"]
 
 _DPI = 100
 _TITLE_IN = 0.4  # inches reserved above an image mosaic for its title
@@ -198,6 +198,30 @@ def filters(weight, image_shape, path, n: int = 100, title: Optional[str] = None
         raise ValueError(f"weight: expected at least one hidden unit, got shape {arr.shape}")
     mosaic = tile_images(arr[:, :n].T, (h, w), normalize="each")
     return _save(_mosaic_figure(mosaic, title), path)
+
+
+def conv_filters(weight, path, n: int = 100, title: Optional[str] = None) -> Path:
+    """Draw the filters of a convolutional RBM.
+
+    Parameters
+    ----------
+    weight : ``(n_filters, channels, height, width)`` (:attr:`boltzkit.ConvRBM.weight`)
+    path : PNG file to write
+    n : number of filters drawn, the first ``min(n, n_filters)`` in index order; a filter of
+        several channels is one tile, its channels one above the other; each tile scaled to
+        its own min/max, grey colour map (as :func:`filters`)
+    title : optional title above the tiles
+
+    Returns
+    -------
+    Path written.
+    """
+    arr = _to_numpy(weight, "weight")
+    if arr.ndim != 4 or 0 in arr.shape:
+        raise ValueError(f"weight: expected shape (n_filters, channels, height, width), got "
+                         f"{arr.shape}")
+    k, c, h, w = arr.shape
+    return filters(arr.reshape(k, c * h * w).T, (c * h, w), path, n=n, title=title)
 
 
 def sample_grid(samples, image_shape, path, n_cols: Optional[int] = None,

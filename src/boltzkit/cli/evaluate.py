@@ -1,5 +1,9 @@
 """``boltzkit evaluate``: log Z, log-likelihood, pseudo-likelihood and reconstruction error of a
-saved RBM on a data set (exact, AIS, reverse AIS or both sides of the bracket)."""
+saved RBM or convolutional RBM on a data set (exact, AIS, reverse AIS or both sides of the
+bracket). MODEL is a model file or a run folder of ``boltzkit train``; without ``--data`` the
+data set the run trained on is evaluated (its test split by default), else digits. A ConvRBM
+reads its images as it trained on them (rows of C*H*W pixels, or a ``.npy`` of ``(n, C, H,
+W)``)."""
 
 from __future__ import annotations
 
@@ -16,12 +20,16 @@ NAMED = ("digits", "mnist", "binarized-mnist")
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "evaluate", help="log Z, log-likelihood and pseudo-likelihood of a saved RBM",
-        description="Evaluate a saved RBM on a data set: reconstruction error, pseudo-likelihood, "
-                    "log Z (exact, AIS, reverse AIS) and the mean log-likelihood in nats.")
-    p.add_argument("model", help="model file (.safetensors written by boltzkit)")
-    p.add_argument("--data", default="digits",
-                   help="digits, mnist, binarized-mnist, PATH.npy or PATH.csv (default: digits)")
+        "evaluate", help="log Z, log-likelihood and pseudo-likelihood of a saved RBM or "
+                         "convolutional RBM",
+        description="Evaluate a saved RBM or convolutional RBM on a data set: reconstruction "
+                    "error, pseudo-likelihood, log Z (exact, AIS, reverse AIS) and the mean "
+                    "log-likelihood in nats.")
+    p.add_argument("model", help="model file (.safetensors written by boltzkit) or run folder")
+    p.add_argument("--data", default=None,
+                   help="digits, mnist, binarized-mnist, PATH.npy or PATH.csv (default: the "
+                        "data set the model was trained on, when its file names one of the "
+                        "three, else digits)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test", "all"],
                    help="data split (default: test; ignored for files)")
     p.add_argument("--log-z", default="auto", choices=["auto", "exact", "ais", "reverse-ais",
@@ -52,8 +60,8 @@ def _table(result: dict, title: str) -> str:
              f"  rows                      {result['n_rows']}",
              f"  reconstruction error      {result['reconstruction_error']:.5f} (mean squared, "
              f"per unit)",
-             f"  pseudo-likelihood         {result['pseudo_likelihood']:.3f} ± "
-             f"{result['pseudo_likelihood_std_error']:.3f} nats/row "
+             f"  pseudo-likelihood         {_fmt(result['pseudo_likelihood'])} ± "
+             f"{_fmt(result['pseudo_likelihood_std_error'])} nats/row "
              f"({result['pseudo_likelihood_method']})"]
     lines.append(f"  {'log Z by':12s} {'log Z':>10s}  {'interval (3 s.e.)':>22s}  "
                  f"{'log-likelihood (nats/row)':>26s}  {'ESS':>11s}  {'time':>8s}")
@@ -79,7 +87,8 @@ def evaluate_command(args) -> int:
 
     from .. import data as bdata
     from ..evaluation import evaluate
-    from ..io import load, read_metadata
+    from .rbm import product_work, read_model
+    from .train import load_images
 
     if args.chains < 2:
         raise ValueError(f"--chains: expected an integer >= 2, got {args.chains}")
@@ -87,12 +96,9 @@ def evaluate_command(args) -> int:
         raise ValueError(f"--betas: expected a positive number of steps, got {args.betas}")
     checks.seed(args.seed)
     device = checks.device(args.device)
-    meta = read_metadata(args.model)
-    if meta["model"] != "RBM":
-        raise ValueError(f"model: 'boltzkit evaluate' evaluates RBMs, {args.model} holds a "
-                         f"{meta['model']}")
-    model = load(args.model, device=device)
-    apply_threads(args, args.chains * model.n_visible * model.n_hidden, device)
+    path, meta, model = read_model(args.model, "evaluate", device)
+    conv = hasattr(model, "image_shape")
+    apply_threads(args, product_work(model, args.chains), device)
     # AIS keeps every chain's visible and hidden states and their fields, and the schedule
     betas = args.betas if args.betas is not None else 14500
     checks.memory(8 * 4 * args.chains * (model.n_visible + model.n_hidden),
@@ -103,22 +109,39 @@ def evaluate_command(args) -> int:
     prep = meta["preparation"] or bdata.Preparation(model.visible, n_features=model.n_visible)
     prep = dataclasses.replace(prep, binarize=args.binarize)
     gen = torch.Generator().manual_seed(args.seed)
-    ds = bdata.load_dataset(args.data, args.split)
-    x = prep.transform(ds.data, gen, for_likelihood=True, name="--data")
+    trained_on = (meta["extra"].get("settings") or {}).get("data") \
+        if isinstance(meta["extra"].get("settings"), dict) else None
+    data = args.data if args.data is not None else \
+        trained_on if trained_on in NAMED else "digits"
+
+    def rows(split, name):
+        """The split as the model's visible states (a ConvRBM's: images)."""
+        ds = load_images(data, split, model.image_shape, option=name,
+                         shape_option=f"{name} (the model's images)")[0] if conv else \
+            bdata.load_dataset(data, split)
+        x = prep.transform(ds.data, gen, for_likelihood=True, name=name)
+        return ds, x.reshape(-1, *model.image_shape) if conv else x
+
+    ds, x = rows(args.split, "--data")
     base = None
-    if args.data in NAMED and args.split != "train":
+    if data in NAMED and args.split != "train":
         # the AIS base-rate model comes from the training data (Salakhutdinov & Murray)
-        base = prep.transform(bdata.load_dataset(args.data, "train").data, gen,
-                              for_likelihood=True, name="--data (train split)")
+        base = rows("train", "--data (train split)")[1]
     x = model.check_visible(x, "--data")
     result = evaluate(model, x, log_z=args.log_z, chains=args.chains, betas=args.betas,
                       seed=args.seed, base_data=base if base is None else
                       model.check_visible(base, "--data (train split)"))
-    result = {"model_file": str(args.model), "data": ds.name, **result}
+    result = {"model_file": str(path), "data": ds.name, **result}
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False))
     else:
         cfg = result["model"]
-        print(_table(result, f"{args.model}: {cfg.get('n_visible')}x{cfg.get('n_hidden')} "
-                             f"{cfg.get('visible')}-{cfg.get('hidden')} RBM on {ds.name}"))
+        if conv:
+            from .train import _describe
+
+            title = f"{path}: {_describe(model)} on {ds.name}"
+        else:
+            title = (f"{path}: {cfg.get('n_visible')}x{cfg.get('n_hidden')} "
+                     f"{cfg.get('visible')}-{cfg.get('hidden')} RBM on {ds.name}")
+        print(_table(result, title))
     return 0

@@ -1,5 +1,8 @@
-"""``boltzkit sample``: samples from a saved RBM by block Gibbs sampling or by parallel tempering
-(``--method pt --replicas N``; ``boltzkit train`` is in :mod:`boltzkit.cli.train`).
+"""``boltzkit sample``: samples from a saved RBM or convolutional RBM by block Gibbs sampling, or
+from an RBM by parallel tempering (``--method pt --replicas N``; ``boltzkit train`` is in
+:mod:`boltzkit.cli.train`). MODEL is a model file or a run folder of ``boltzkit train`` (its
+``model.safetensors``). A ConvRBM's samples are images: ``FILE.npy`` holds ``(n, C, H, W)``,
+``FILE.png`` draws each image with its channels one above the other.
 
 With ``--method pt`` the samples are the chains at beta = 1 of ``N`` replicas on a ladder from 1
 down to 0, evenly spaced at first and re-spaced for equal swap rates every 100 steps during the
@@ -16,16 +19,21 @@ import torch
 from .. import _validation as _v
 from . import add_threads, apply_threads, checks
 
-__all__ = ["register", "draw_samples", "draw_tempered", "image_shape"]
+__all__ = ["register", "draw_samples", "draw_tempered", "image_shape", "model_path",
+           "read_model", "product_work", "MODEL_FILE_KINDS"]
+
+#: the model classes ``boltzkit sample`` and ``boltzkit evaluate`` read
+MODEL_FILE_KINDS = ("RBM", "ConvRBM")
 
 
 def register(sub) -> None:
     s = sub.add_parser("sample", help="draw samples from a model by Gibbs sampling or parallel "
                                       "tempering",
-                       description="Draw samples from a saved RBM by block Gibbs sampling, or by "
-                                   "parallel tempering (--method pt), which crosses between the "
-                                   "modes of a sharp model where plain Gibbs stays in one.")
-    s.add_argument("model", help="model file (.safetensors)")
+                       description="Draw samples from a saved RBM or convolutional RBM by block "
+                                   "Gibbs sampling, or from an RBM by parallel tempering "
+                                   "(--method pt), which crosses between the modes of a sharp "
+                                   "model where plain Gibbs stays in one.")
+    s.add_argument("model", help="model file (.safetensors) or run folder")
     s.add_argument("--n", type=int, default=100, help="number of samples (default: 100)")
     s.add_argument("--steps", type=int, default=1000,
                    help="Gibbs steps, or tempering steps with --method pt (default: 1000)")
@@ -53,8 +61,9 @@ def draw_samples(model, n: int, steps: int, generator, start=None):
     from ..samplers import gibbs
 
     device = model.weight.device
-    if start is None:
-        field = torch.zeros(n, model.n_visible, device=device, dtype=model.weight.dtype)
+    if start is None:  # (a ConvRBM's states are images)
+        shape = tuple(getattr(model, "image_shape", (model.n_visible,)))
+        field = torch.zeros(n, *shape, device=device, dtype=model.weight.dtype)
         start = model.visible.sample(field, generator, params=model.visible_params)
     state = gibbs.run(model, gibbs.init(model, start, generator), steps, generator)
     return state.visible, model.visible_mean(state.hidden, check=False)
@@ -89,12 +98,43 @@ def image_shape(meta_extra, n_visible):
     return (side, side) if side * side == n_visible else (1, n_visible)
 
 
+def model_path(path):
+    """The model file MODEL names: the file itself, or ``model.safetensors`` of a run folder."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir() and (p / "model.safetensors").is_file():
+        return p / "model.safetensors"
+    return p
+
+
+def read_model(path, command: str, device):
+    """``(file, metadata, model)`` of an RBM or ConvRBM file (or run folder) for ``command``;
+    one ValueError line for any other kind of model."""
+    from ..io import load, read_metadata
+
+    path = model_path(path)
+    meta = read_metadata(path)
+    if meta["model"] not in MODEL_FILE_KINDS:
+        raise ValueError(f"model: 'boltzkit {command}' reads RBMs and ConvRBMs, {path} holds a "
+                         f"{meta['model']}")
+    return path, meta, load(path, device=device)  # load checks the file's sizes first
+
+
+def product_work(model, rows: int) -> int:
+    """Multiply-adds of one field computation for ``rows`` rows (the --threads rule): a dense
+    RBM's product, a ConvRBM's convolution."""
+    if hasattr(model, "image_shape"):
+        return rows * model.n_hidden * model.image_shape[0] * math.prod(model.filter_shape)
+    return rows * model.n_visible * model.n_hidden
+
+
 def sample_command(args) -> int:
     import numpy as np
 
     from .. import plots
     from ..data import Preparation
-    from ..io import atomic_write, load, read_metadata
+    from ..io import atomic_write
 
     _v.integer(args.n, "--n", 1)
     if args.steps < 0:
@@ -106,12 +146,12 @@ def sample_command(args) -> int:
     checks.seed(args.seed)
     device = checks.device(args.device)
     out = checks.output_file(args.out, "--out", (".npy", ".png"))
-    meta = read_metadata(args.model)
-    if meta["model"] != "RBM":
-        raise ValueError(f"model: 'boltzkit sample' draws from RBMs, {args.model} holds a "
-                         f"{meta['model']}")
-    model = load(args.model, device=device)  # checks the file's sizes before building it
-    apply_threads(args, chains * model.n_visible * model.n_hidden, device)
+    path, meta, model = read_model(args.model, "sample", device)
+    conv = hasattr(model, "image_shape")
+    if conv and args.method == "pt":
+        raise ValueError("--method pt: parallel tempering samples RBMs; a ConvRBM samples by "
+                         "block Gibbs (--method gibbs)")
+    apply_threads(args, product_work(model, chains), device)
     # the chains (visible, hidden, means, uniforms) and, for a picture, a grid of the samples
     checks.memory(6 * 4 * chains * (model.n_visible + model.n_hidden),
                   f"--n {args.n}" + (f" x --replicas {replicas}" if args.method == "pt" else "")
@@ -124,16 +164,18 @@ def sample_command(args) -> int:
     else:
         v, v_mean = draw_samples(model, args.n, args.steps, gen)
     result = (v_mean if args.mean else v).cpu()
+    result = result.reshape(result.shape[0], -1)  # a ConvRBM's images as rows
     prep = meta["preparation"] or Preparation(model.visible, n_features=model.n_visible)
     if not args.model_space:
         result = prep.inverse(result)
     if out.suffix == ".npy":
         with atomic_write(out) as tmp:
             with open(tmp, "wb") as f:
-                np.save(f, result.numpy())
+                np.save(f, (result.reshape(-1, *model.image_shape) if conv else result).numpy())
     else:
-        extra = meta["extra"]
-        plots.sample_grid(result, image_shape(extra, model.n_visible), out,
+        c, h, w = model.image_shape if conv else (None, None, None)
+        shown = (c * h, w) if conv else image_shape(meta["extra"], model.n_visible)
+        plots.sample_grid(result, shown, out,
                           title=f"{args.n} samples, {args.steps} "
                                 + ("Gibbs steps" if args.method == "gibbs" else
                                    f"tempering steps, {replicas} replicas"))

@@ -1,4 +1,5 @@
-"""``boltzkit train``: train an RBM or a Boltzmann machine into a run folder that survives kills.
+"""``boltzkit train``: train an RBM, a Boltzmann machine or a convolutional RBM into a run folder
+that survives kills.
 
 A run folder holds::
 
@@ -8,6 +9,16 @@ A run folder holds::
                               the random generator, the position within the epoch
     metrics.json              settings and per-epoch figures
     filters.png, samples.png, curves.png   pictures, drawn when training ends
+
+The kinds of model (``--model``) are the rows of :data:`MODEL_KINDS`: each says which methods
+and options it takes (the others are refused with one line), its defaults
+(:data:`MODEL_DEFAULTS`), how it is built from the data, described and drawn. ``--model conv``
+trains a :class:`~boltzkit.ConvRBM` (``--filters``, ``--filter-size``, ``--pool``,
+``--sparsity``) on images: the named data sets (digits 8x8, mnist and binarized-mnist 28x28,
+patches), a ``.npy`` array ``(n, C, H, W)``, or rows ``(n, C*H*W)`` with ``--image-shape``
+(square one-channel images need none); its filters.png shows every filter, samples.png Gibbs
+samples from random images, and metrics.json the reconstruction error and the mean hidden
+activation after every epoch.
 
 ``boltzkit train --resume RUN`` continues a run that was killed (``kill -9``), interrupted
 (Ctrl-C, SIGTERM) or stopped early, with the settings in ``RUN/run.json``, and ends with the same
@@ -39,7 +50,9 @@ line naming the last checkpoint, within ``--dist-timeout`` seconds.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -52,7 +65,7 @@ import torch
 from ..distributed import PeerSetupError, ProcessGroupError
 from ..training import Callback
 from ..training.callbacks import DEFAULT_MONITOR_ROWS
-from ..units import UNIT_NAMES
+from ..units import UNIT_NAMES, get_units
 from ..units.gaussian import VARIANCE_LR_SCALE
 from . import add_threads, apply_threads, checks
 
@@ -80,6 +93,9 @@ TRAIN_DEFAULTS = {
     "sample_steps": 1000,
     # the held-out log-likelihood monitor (monitor_every None: 1 where it applies, else 0)
     "monitor_every": None, "monitor_rows": DEFAULT_MONITOR_ROWS,
+    # --model conv
+    "filters": None, "filter_size": None, "pool": None, "sparsity": None,
+    "sparsity_cost": None, "image_shape": None,
 }
 # The rbm defaults were chosen by measurement (BENCHMARKS.md, "Defaults study"): on binarized
 # MNIST with 500 hidden units, 10 epochs of centered PCD-1 at batch 100 and a learning rate of
@@ -94,39 +110,67 @@ MODEL_DEFAULTS = {
             "lr_schedule": "linear"},
     "bm": {"method": "two-phase", "centering": 0.0, "batch_size": 20, "lr": 0.05,
            "lr_schedule": "constant"},
+    # The conv defaults follow Lee et al. (2009: CD-1, 2 x 2 probabilistic max-pooling, a
+    # sparsity target) with the learning rate and the regulariser's weight chosen on MNIST
+    # (BENCHMARKS.md, "Convolutional RBM"): 24 filters of 9 x 9, 3 epochs of CD-1 on 10,000
+    # binarised training digits, judged by the filters and by a logistic regression on the
+    # pooled features of 1,000 labelled digits (error on 5,000 held-out training digits):
+    # lr 0.001 gave 12.9% without the regulariser, 11.0% / 9.9% / 12.0% with target 0.02 and
+    # cost 100 / 300 / 1000, and stroke-like filters; lr 0.003 and 0.01 let the filters die
+    # (hidden activity below 1%, reconstructions no better than the base rates, 28-35% error),
+    # and so did 0.002 with cost 300 (18%).
+    "conv": {"method": "cd", "centering": 0.0, "batch_size": "auto", "lr": "auto",
+             "lr_schedule": "constant", "filters": 24, "filter_size": "auto", "pool": 2,
+             "sparsity": 0.02, "sparsity_cost": 300.0},
 }
+# --model conv's --lr auto: this over the number of positions of a hidden map, since a filter's
+# gradient sums over them: 0.001 for MNIST's 20 x 20 maps (the rate chosen above); 0.011 for
+# 8 x 8 digits with 3 x 3 filters, where 0.001 left the reconstruction error at 0.139 after
+# the default 30 epochs and 0.01 reached 0.079; a tenth of it for Gaussian visible units (as
+# Hinton's practical guide advises: on digits with four 7 x 7 filters, 0.1 diverged in the
+# first epoch, 0.01 and 0.001 gave exact test log-likelihoods of -90.6 and -90.5 nats)
+CONV_LR_PER_MAP = 0.4
+CONV_GAUSSIAN_LR_SCALE = 0.1
+# the options only some kinds of model take (MODEL_KINDS says which)
+KIND_OPTIONS = ("hidden", "hidden_units", "k", "replicas", "centering", "settle", "collect",
+                "filters", "filter_size", "pool", "sparsity", "sparsity_cost", "image_shape")
 # what --resume may change: how far to train, and how it is shown
 RESUME_OPTIONS = ("epochs", "no_progress")
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "train", help="train an RBM or a Boltzmann machine into a resumable run folder",
-        description="Train a restricted Boltzmann machine (or, with --model bm, a fully "
-                    "connected Boltzmann machine) into a run folder. With no arguments: 64 "
-                    "hidden units on scikit-learn's 8x8 digits, in seconds. Ctrl-C or SIGTERM "
-                    "stop at the next batch and keep what is needed to continue; --resume RUN "
-                    "continues bit-identically.")
+        "train", help="train an RBM, a Boltzmann machine or a convolutional RBM into a "
+                      "resumable run folder",
+        description="Train a restricted Boltzmann machine (with --model bm, a fully "
+                    "connected Boltzmann machine; with --model conv, a convolutional RBM) into "
+                    "a run folder. With no arguments: 64 hidden units on scikit-learn's 8x8 "
+                    "digits, in seconds. Ctrl-C or SIGTERM stop at the next batch and keep what "
+                    "is needed to continue; --resume RUN continues bit-identically.")
     d = TRAIN_DEFAULTS
-    p.add_argument("--model", choices=["rbm", "bm"], help="rbm or bm (a fully connected "
-                   "Boltzmann machine with binary units; default: rbm)")
+    p.add_argument("--model", choices=list(MODEL_KINDS),
+                   help="; ".join(f"{name}: {kind.help}" for name, kind in MODEL_KINDS.items())
+                   + " (default: rbm)")
     p.add_argument("--data", help=f"{DATA_CHOICES} (default: {d['data']})")
     p.add_argument("--split", help="data split (default: train)")
-    p.add_argument("--hidden", type=int, help=f"hidden units (default: {d['hidden']})")
+    p.add_argument("--hidden", type=int, help=f"hidden units, rbm and bm (default: "
+                                               f"{d['hidden']}; a conv RBM has --filters maps)")
     p.add_argument("--visible-units",
                    help=f"{', '.join(UNIT_NAMES)}, softmax:K or gaussian:learned (learned "
                         f"variances; gaussian:learned:F floors them at F) (default: bernoulli; a "
-                        f"bm takes bernoulli or spin for all its units)")
+                        f"bm takes bernoulli or spin for all its units, a conv RBM bernoulli or "
+                        f"gaussian, standardised per channel)")
     p.add_argument("--hidden-units",
                    help=f"{', '.join(UNIT_NAMES)} or softmax:K (default: bernoulli; rbm only)")
     p.add_argument("--binarize", choices=["threshold", "sample", "none"],
                    help="how grey data become 0/1 for bernoulli or spin visible units; 'none' "
                         "trains on the grey values as probabilities (default: threshold at 0.5)")
     p.add_argument("--method", choices=METHODS,
-                   help="cd, pcd or pt (parallel tempering) for an rbm, two-phase for a bm "
-                        "(default: pcd / two-phase)")
+                   help="cd, pcd or pt (parallel tempering) for an rbm, two-phase for a bm, "
+                        "cd or pcd for a conv RBM (default: pcd / two-phase / cd)")
     p.add_argument("--k", type=int,
-                   help="Gibbs (pt: tempering) steps per update, cd, pcd and pt (default: 1)")
+                   help="Gibbs (pt: tempering) steps per update, cd, pcd and pt (rbm and conv) "
+                        "(default: 1)")
     p.add_argument("--chains", type=int,
                    help="persistent chains for pcd, two-phase, and pt (per replica) "
                         "(default: min(100, rows))")
@@ -147,14 +191,19 @@ def register(sub) -> None:
                    help="update rule: sgd, or sign (the 1985 fixed step of size --lr; bm) "
                         "(default: sgd)")
     p.add_argument("--epochs", type=int, help=f"passes over the data (default: {d['epochs']})")
-    r, b = MODEL_DEFAULTS["rbm"], MODEL_DEFAULTS["bm"]
+    r, b, c = MODEL_DEFAULTS["rbm"], MODEL_DEFAULTS["bm"], MODEL_DEFAULTS["conv"]
     p.add_argument("--batch-size", type=int,
                    help=f"rows per update (default: 100, or 20 for data of fewer than 10,000 "
                         f"rows; bm {b['batch_size']})")
-    p.add_argument("--lr", type=float, help=f"learning rate (default: {r['lr']}; bm {b['lr']})")
+    p.add_argument("--lr", type=_float_or_auto, metavar="LR|auto",
+                   help=f"learning rate (default: {r['lr']}; bm {b['lr']}; conv auto: "
+                        f"{CONV_LR_PER_MAP:g} / the positions of a hidden map, since a filter's "
+                        f"gradient sums over them: 0.001 for 9x9 filters on 28x28 images; a "
+                        f"tenth of that for gaussian visible units)")
     p.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"],
                    help=f"learning-rate schedule over training; linear decays to 0 at the end "
-                        f"(default: {r['lr_schedule']}; bm {b['lr_schedule']})")
+                        f"(default: {r['lr_schedule']}; bm {b['lr_schedule']}; conv "
+                        f"{c['lr_schedule']})")
     p.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d['momentum']})")
     p.add_argument("--weight-decay", type=float,
                    help=f"L2 penalty on the weights (default: {d['weight_decay']})")
@@ -177,11 +226,55 @@ def register(sub) -> None:
                         "data have a held-out split and the model is an rbm, else 0)")
     p.add_argument("--monitor-rows", type=int,
                    help=f"held-out rows the monitor uses (default: {DEFAULT_MONITOR_ROWS})")
+    conv = p.add_argument_group("--model conv (a convolutional RBM on images)")
+    conv.add_argument("--filters", type=int, metavar="K",
+                      help=f"filters, one hidden feature map each (default: {c['filters']})")
+    conv.add_argument("--filter-size", type=_int_or_auto, metavar="SIZE|auto",
+                      help="filter height and width in pixels; auto: about a third of the "
+                           "image side, moved to the nearest size whose maps divide by --pool "
+                           "(9 for 28x28 images, 3 for 8x8) (default: auto)")
+    conv.add_argument("--pool", type=int, metavar="P",
+                      help=f"probabilistic max-pooling over P x P blocks of each map (Lee et "
+                           f"al. 2009: at most one unit of a block on); 1: none "
+                           f"(default: {c['pool']})")
+    conv.add_argument("--sparsity", type=float, metavar="TARGET",
+                      help=f"the mean hidden activation the hidden biases are pulled towards "
+                           f"(Lee et al.'s sparsity regulariser); 0: off "
+                           f"(default: {c['sparsity']})")
+    conv.add_argument("--sparsity-cost", type=float, metavar="COST",
+                      help=f"the regulariser's weight (default: {c['sparsity_cost']})")
+    conv.add_argument("--image-shape", metavar="H,W|C,H,W",
+                      help="the images' shape, for data files of rows (n, C*H*W) (default: "
+                           "square one-channel images; a .npy of shape (n, C, H, W) gives its "
+                           "own)")
     p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
                    help="under torchrun: seconds a process waits for the others before the run "
                         "is given up (default: 120)")
     add_threads(p)
-    p.set_defaults(func=train_command, _aliases={"n_chains": "chains"})
+    p.set_defaults(func=train_command, _aliases={"n_chains": "chains", "n_filters": "filters",
+                                                 "filter_shape": "filter_size"})
+
+
+def _int_or_auto(text: str):
+    """``--filter-size``: ``auto`` or an integer (checked with the other settings)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got "
+                                         f"{text[:40]!r}") from None
+
+
+def _float_or_auto(text: str):
+    """``--lr``: ``auto`` (--model conv) or a number (checked with the other settings)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (or auto, --model conv), got "
+                                         f"{text[:40]!r}") from None
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -202,7 +295,9 @@ def _resolve(settings: dict) -> dict:
     if s["monitor_every"] is None:
         grey = s["binarize"] == "none" and \
             str(s["visible_units"]).split(":")[0] in ("bernoulli", "binary", "spin", "ising")
-        s["monitor_every"] = int(_held_out(s) is not None and s["model"] == "rbm" and not grey)
+        kind = MODEL_KINDS.get(s["model"])
+        s["monitor_every"] = int(_held_out(s) is not None and not grey and
+                                 kind is not None and kind.monitor == "default")
     return s
 
 
@@ -211,8 +306,9 @@ def _held_out(s: dict):
     return HELD_OUT.get(s["data"]) if s["split"] == "train" else None
 
 
-CHOICES = {"model": ("rbm", "bm"), "method": METHODS, "binarize": ("threshold", "sample", "none"),
-           "rule": ("sgd", "sign"), "lr_schedule": ("constant", "linear", "cosine")}
+CHOICES = {"model": tuple(MODEL_DEFAULTS), "method": METHODS,
+           "binarize": ("threshold", "sample", "none"), "rule": ("sgd", "sign"),
+           "lr_schedule": ("constant", "linear", "cosine")}
 
 
 def _check(s: dict) -> None:
@@ -259,47 +355,92 @@ def _check(s: dict) -> None:
                          f"{c!r}")
     for name in ("lr", "momentum", "weight_decay"):
         v = s[name]
+        if name == "lr" and v == "auto" and s["model"] == "conv":  # resolved with the model
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
                 or v < 0:
             raise ValueError(f"{option(name)}: expected a finite number >= 0, got {v!r}")
     if not s["momentum"] < 1:
         raise ValueError(f"--momentum: expected a value in [0, 1), got {s['momentum']}")
     checks.seed(s["seed"])
-    if s["model"] == "rbm" and s["method"] not in ("cd", "pcd", "pt"):
-        raise ValueError(f"--method: an rbm trains with cd, pcd or pt, got {s['method']}")
-    if s["model"] == "bm":
-        if s["method"] != "two-phase":
-            raise ValueError(f"--method: a bm trains with two-phase, got {s['method']}")
-        if s["visible_units"] not in ("bernoulli", "spin"):
-            raise ValueError(f"--visible-units: a bm takes bernoulli or spin units, got "
-                             f"{s['visible_units']}")
+    _check_conv(s)
+    kind = MODEL_KINDS[s["model"]]
+    if s["method"] not in kind.methods:
+        raise ValueError(f"--method: {kind.noun} trains with {_either(kind.methods)}, got "
+                         f"{s['method']}")
+    if kind.visible_units and get_units(s["visible_units"]).spec() not in kind.visible_units:
+        raise ValueError(f"--visible-units: {kind.noun} takes {_either(kind.visible_units)} "
+                         f"units, got {s['visible_units']}")
     if s["rule"] == "sign" and s["model"] != "bm":
         raise ValueError("--rule sign: the 1985 sign rule is for --model bm")
+    if s["monitor_every"] and kind.monitor == "never":
+        raise ValueError(f"--monitor-every: the held-out log-likelihood monitor serves --model "
+                         f"rbm and small bm; measure a --model {s['model']} run with boltzkit "
+                         f"evaluate RUN")
     if s["monitor_every"] and _held_out(s) is None:
         raise ValueError(f"--monitor-every: --data {s['data']} --split {s['split']} has no "
                          f"held-out split to monitor (training on the train split of "
                          f"{', '.join(HELD_OUT)} has one)")
-    # options that would be ignored are refused: those of the other model, of another method,
-    # of another rule, of other units
-    unused = {"hidden_units": s["model"] == "bm", "k": s["model"] == "bm",
-              "settle": s["model"] != "bm", "collect": s["model"] != "bm",
-              "chains": s["method"] == "cd",
-              "replicas": s["method"] != "pt",
-              "momentum": s["rule"] == "sign",
-              "monitor_rows": s["monitor_every"] == 0,
-              "binarize": s["visible_units"].split(":")[0] not in ("bernoulli", "binary",
-                                                                    "spin", "ising")}
-    if s["model"] == "bm" and s["centering"]:
-        raise ValueError("--centering: not an option of --model bm")
+    # options that would be ignored are refused: those of another kind of model (the kind's
+    # row of MODEL_KINDS says which it takes), of another method, of another rule, of other
+    # units
+    defaults = dict(TRAIN_DEFAULTS, **MODEL_DEFAULTS[s["model"]])
+    unused = {name: name not in kind.options for name in KIND_OPTIONS}
+    unused.update({"chains": s["method"] == "cd",
+                   "replicas": unused["replicas"] or s["method"] != "pt",
+                   "momentum": s["rule"] == "sign",
+                   "monitor_rows": s["monitor_every"] == 0,
+                   "binarize": s["visible_units"].split(":")[0] not in ("bernoulli", "binary",
+                                                                         "spin", "ising")})
     for name, ignored in unused.items():
-        if ignored and s[name] != TRAIN_DEFAULTS[name]:
-            why = {"chains": "--method cd starts its chains at the data",
-                   "replicas": "only --method pt has a temperature ladder",
-                   "momentum": "--rule sign takes fixed steps",
-                   "binarize": f"{s['visible_units']} visible units take the data as they are",
-                   "monitor_rows": "the held-out monitor is off for this run (--monitor-every 0)",
-                   }.get(name, f"not an option of --model {s['model']}")
+        if ignored and s[name] != defaults[name]:
+            why = f"not an option of --model {s['model']}" if name not in kind.options and \
+                name in KIND_OPTIONS else \
+                {"chains": "--method cd starts its chains at the data",
+                 "replicas": "only --method pt has a temperature ladder",
+                 "momentum": "--rule sign takes fixed steps",
+                 "binarize": f"{s['visible_units']} visible units take the data as they are",
+                 "monitor_rows": "the held-out monitor is off for this run (--monitor-every 0)",
+                 }[name]
             raise ValueError(f"{option(name)}: {why}")
+
+
+def _either(names) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _check_conv(s: dict) -> None:
+    """The types of --model conv's settings (any model: a run.json may hold anything; whether
+    they apply is :func:`_check`'s question)."""
+    def integer(name, low, text):
+        v = s[name]
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+            raise ValueError(f"--{name.replace('_', '-')}: expected {text}, got {v!r}")
+
+    integer("filters", 1, "a positive integer")
+    integer("pool", 1, "an integer >= 1 (1: no pooling)")
+    if s["filter_size"] != "auto":
+        integer("filter_size", 1, "a positive integer or auto")
+    for name, top in (("sparsity", 1.0), ("sparsity_cost", math.inf)):
+        v = s[name]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or
+                              not math.isfinite(v) or not 0 <= v < top):
+            want = "a target in [0, 1) (0: off)" if name == "sparsity" else \
+                "a finite number >= 0"
+            raise ValueError(f"--{name.replace('_', '-')}: expected {want}, got {v!r}")
+    shape = s["image_shape"]
+    if isinstance(shape, str):  # as given on the command line: H,W or C,H,W
+        try:
+            shape = s["image_shape"] = [int(part) for part in shape.split(",")]
+        except ValueError:
+            raise ValueError(f"--image-shape: expected H,W or C,H,W (positive integers), got "
+                             f"{shape[:40]!r}") from None
+    if shape is not None and (not isinstance(shape, list) or len(shape) not in (2, 3) or any(
+            isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape)):
+        raise ValueError(f"--image-shape: expected H,W or C,H,W (positive integers), got "
+                         f"{shape!r}")
 
 
 # -- the run folder --------------------------------------------------------------------------
@@ -376,43 +517,18 @@ class _MetricsWriter(Callback):
 # -- building the run ------------------------------------------------------------------------
 def _build(s: dict, device: torch.device):
     """Data, preparation, model, estimator and update rule of a run (deterministic given the
-    settings: a resumed run rebuilds the same ones)."""
-    from .. import data as bdata
-    from ..data import Preparation
-    from ..models import RBM, BoltzmannMachine
-    from ..training import CD, PCD, PT, SGD, Centered, SignStep, TwoPhase
+    settings: a resumed run rebuilds the same ones). What depends on the kind of model is its
+    row of :data:`MODEL_KINDS`."""
+    from ..training import SGD, SignStep
 
-    ds = bdata.load_dataset(s["data"], s["split"])
+    kind = MODEL_KINDS[s["model"]]
+    ds, shape = kind.load(s)
     gen = torch.Generator().manual_seed(s["seed"])
-    prep = Preparation.fit(ds.data, s["visible_units"], s["binarize"], name="--data",
-                           whiten=str(s["data"]).startswith("patches"))
+    prep = kind.prepare(s, ds, shape)
     x = prep.transform(ds.data, gen, name="--data")
     if s["batch_size"] == "auto":  # recorded in run.json as the number it became
         s["batch_size"] = 100 if x.shape[0] >= 10000 else 20
-    n = x.shape[1] + s["hidden"]
-    # parameters, momentum, gradient, two file copies; a bm's weights are (n, n)
-    weights = n * n if s["model"] == "bm" else x.shape[1] * s["hidden"]
-    checks.memory(5 * 4 * weights + 4 * x.numel(), f"--hidden {s['hidden']}: the model's tensors",
-                  device)
-    replicas = (s["replicas"] or 10) if s["method"] == "pt" else 1
-    if s["chains"] or replicas > 1:
-        chains = (s["chains"] or 100) * replicas
-        checks.memory(4 * 4 * chains * n, f"--chains {s['chains'] or 100}"
-                      + (f" x --replicas {replicas}" if replicas > 1 else "") + ": the chains",
-                      device)
-    if s["model"] == "bm":
-        model = BoltzmannMachine(x.shape[1], s["hidden"], s["visible_units"], init_std=0.01,
-                                 generator=gen)
-        estimator = TwoPhase(positive_settle=s["settle"], positive_collect=s["collect"],
-                             negative_settle=s["settle"], negative_collect=s["collect"],
-                             n_chains=s["chains"])
-    else:
-        model = RBM(x.shape[1], s["hidden"], s["visible_units"], s["hidden_units"],
-                    generator=gen)
-        estimator = CD(s["k"]) if s["method"] == "cd" else PCD(s["k"], s["chains"]) \
-            if s["method"] == "pcd" else PT(s["k"], s["chains"], s["replicas"])
-        if s["centering"]:
-            estimator = Centered(estimator, rate=s["centering"])
+    model, estimator, x = kind.build(s, x, gen, shape, device)
     update = SignStep(s["weight_decay"]) if s["rule"] == "sign" else \
         SGD(s["momentum"], s["weight_decay"],
             lr_scale={"visible_log_variance": VARIANCE_LR_SCALE}
@@ -422,6 +538,317 @@ def _build(s: dict, device: torch.device):
     if device.type != "cpu":
         gen = torch.Generator(device=device).manual_seed(s["seed"])
     return ds, prep, x, model, estimator, update, gen
+
+
+# -- the kinds of model ----------------------------------------------------------------------
+def _load_rows(s: dict):
+    from .. import data as bdata
+
+    return bdata.load_dataset(s["data"], s["split"]), None
+
+
+def _fit_preparation(s: dict, ds, shape):
+    from ..data import Preparation
+
+    return Preparation.fit(ds.data, s["visible_units"], s["binarize"], name="--data",
+                           whiten=str(s["data"]).startswith("patches"))
+
+
+def _chains_memory(s: dict, width: int, device) -> None:
+    replicas = (s["replicas"] or 10) if s["method"] == "pt" else 1
+    if s["chains"] or replicas > 1:
+        chains = (s["chains"] or 100) * replicas
+        checks.memory(4 * 4 * chains * width, f"--chains {s['chains'] or 100}"
+                      + (f" x --replicas {replicas}" if replicas > 1 else "") + ": the chains",
+                      device)
+
+
+def _build_rbm(s: dict, x, gen, shape, device):
+    from ..models import RBM
+    from ..training import CD, PCD, PT, Centered
+
+    # parameters, momentum, gradient, two file copies
+    checks.memory(5 * 4 * x.shape[1] * s["hidden"] + 4 * x.numel(),
+                  f"--hidden {s['hidden']}: the model's tensors", device)
+    _chains_memory(s, x.shape[1] + s["hidden"], device)
+    model = RBM(x.shape[1], s["hidden"], s["visible_units"], s["hidden_units"], generator=gen)
+    estimator = CD(s["k"]) if s["method"] == "cd" else PCD(s["k"], s["chains"]) \
+        if s["method"] == "pcd" else PT(s["k"], s["chains"], s["replicas"])
+    if s["centering"]:
+        estimator = Centered(estimator, rate=s["centering"])
+    return model, estimator, x
+
+
+def _build_bm(s: dict, x, gen, shape, device):
+    from ..models import BoltzmannMachine
+    from ..training import TwoPhase
+
+    n = x.shape[1] + s["hidden"]  # a bm's weights are (n, n)
+    checks.memory(5 * 4 * n * n + 4 * x.numel(), f"--hidden {s['hidden']}: the model's tensors",
+                  device)
+    _chains_memory(s, n, device)
+    model = BoltzmannMachine(x.shape[1], s["hidden"], s["visible_units"], init_std=0.01,
+                             generator=gen)
+    estimator = TwoPhase(positive_settle=s["settle"], positive_collect=s["collect"],
+                         negative_settle=s["settle"], negative_collect=s["collect"],
+                         n_chains=s["chains"])
+    return model, estimator, x
+
+
+def auto_filter_size(height: int, width: int, pool: int) -> int:
+    """``--filter-size auto``: the size nearest a third of the smaller image side (at least 2;
+    the larger of two equally near) whose hidden maps, ``side - size + 1``, divide by
+    ``pool``: 9 for 28 x 28 images and pool 2, 3 for 8 x 8, 5 for 14 x 14. A ValueError naming
+    --pool when no size fits."""
+    side = min(height, width)
+    want = max(2, round(side / 3))
+    for size in sorted(range(1, side + 1), key=lambda k: (abs(k - want), -k)):
+        if (height - size + 1) % pool == 0 and (width - size + 1) % pool == 0:
+            return size
+    raise ValueError(f"--pool: no filter size gives hidden maps of {height} x {width} images "
+                     f"that divide by {pool}")
+
+
+def load_images(spec, split, image_shape=None, option: str = "--data",
+                shape_option: str = "--image-shape"):
+    """A data set of images for a ConvRBM: ``(Dataset of rows (n, C*H*W), (C, H, W))``. The
+    named data sets are one-channel images of their own shape; a ``.npy`` array ``(n, C, H,
+    W)`` gives its shape (its rows are flattened, every check of
+    :func:`boltzkit.data.load_dataset` made); other files are rows, shaped by
+    ``image_shape`` (``[H, W]`` or ``[C, H, W]``) or, without it, square one-channel images.
+    One ValueError line when the shape does not fit the rows (naming ``shape_option``, the
+    option or model the shape came from)."""
+    import numpy as np
+
+    from .. import data as bdata
+    from ..data import loaders
+
+    path = Path(str(spec)).expanduser()
+    given = None if image_shape is None else tuple(image_shape)
+    if given is not None and len(given) == 2:
+        given = (1, *given)
+    if str(spec).lower().endswith(".npy") and path.is_file():
+        try:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                dims = len(read(f)[0])
+        except (ValueError, OSError, EOFError, SyntaxError):
+            dims = 2  # load_dataset says what is wrong with the file
+        if dims == 4:
+            arr = loaders._read_npy(path)
+            if arr.dtype.kind not in "biuf":
+                raise ValueError(f"data file: {path}: expected numbers, got dtype {arr.dtype}")
+            own = tuple(int(n) for n in arr.shape[1:])
+            if given is not None and given != own:
+                raise ValueError(f"{shape_option}: {path} holds images of shape {own}, "
+                                 f"expected {given}")
+            data = bdata.as_tensor(arr.reshape(arr.shape[0], -1), name=f"data file {path}")
+            return bdata.Dataset(data, None, None, path.name), own
+    ds = bdata.load_dataset(spec, split)
+    width = ds.data.shape[1]
+    if given is not None:
+        if math.prod(given) != width:
+            raise ValueError(f"{shape_option}: {' x '.join(map(str, given))} = "
+                             f"{math.prod(given)} pixels, the rows of {ds.name} have {width}")
+        return ds, given
+    if ds.image_shape is None:
+        raise ValueError(f"{option}: the {width} features of {ds.name} are not square images; "
+                         f"give --image-shape H,W or C,H,W")
+    return ds, (1, *ds.image_shape)
+
+
+def _load_images(s: dict):
+    return load_images(s["data"], s["split"], s["image_shape"])
+
+
+def _conv_preparation(s: dict, ds, shape):
+    """Bernoulli visible units: as for an RBM. Gaussian ones: standardised per channel (one
+    mean and one std over the channel's pixels and images, repeated for every pixel), so that
+    every position is treated alike, as the shared filters need (per-pixel statistics would
+    blow up the always-blank border of MNIST); patches: ZCA-whitened as for an RBM."""
+    from ..data import Preparation
+
+    if get_units(s["visible_units"]).spec() != "gaussian" or \
+            str(s["data"]).startswith("patches"):
+        return _fit_preparation(s, ds, shape)
+    Preparation.fit(ds.data, "gaussian", name="--data")  # the data's checks
+    c = shape[0]
+    x = ds.data.double().reshape(ds.data.shape[0], c, -1)
+    mean = x.mean((0, 2))
+    std = x.std((0, 2)).clamp(min=1e-6) if x.numel() > c else torch.ones(c, dtype=x.dtype)
+    per_pixel = x.shape[2]
+    return Preparation("gaussian", n_features=ds.data.shape[1],
+                       mean=mean.repeat_interleave(per_pixel).tolist(),
+                       std=std.repeat_interleave(per_pixel).tolist())
+
+
+def _build_conv(s: dict, x, gen, shape, device):
+    from ..models import ConvRBM
+    from ..training import CD, PCD
+    from ..training.estimators import Sparsity
+
+    c, height, width = shape
+    if s["filter_size"] == "auto":  # recorded in run.json as the number it became
+        s["filter_size"] = auto_filter_size(height, width, s["pool"])
+    size, pool, k = s["filter_size"], s["pool"], s["filters"]
+    if size > min(height, width):
+        raise ValueError(f"--filter-size: expected at most the images' {height} x {width}, "
+                         f"got {size}")
+    maps = (height - size + 1, width - size + 1)
+    if maps[0] % pool or maps[1] % pool:
+        raise ValueError(f"--pool: {pool} does not divide the {maps[0]} x {maps[1]} hidden maps "
+                         f"of {size} x {size} filters on {height} x {width} images (--filter-size "
+                         f"{auto_filter_size(height, width, pool)} fits)")
+    n_hidden = k * maps[0] * maps[1]
+    if s["lr"] == "auto":  # recorded in run.json as the number it became
+        s["lr"] = CONV_LR_PER_MAP / (maps[0] * maps[1]) * (
+            CONV_GAUSSIAN_LR_SCALE if get_units(s["visible_units"]).spec() == "gaussian" else 1)
+    checks.memory(5 * 4 * k * c * size * size + 4 * x.numel(),
+                  f"--filters {k}: the model's tensors", device)
+    _chains_memory(s, c * height * width + n_hidden, device)
+    model = ConvRBM(shape, k, size, pool=None if pool == 1 else pool,
+                    visible=get_units(s["visible_units"]).spec(), generator=gen)
+    estimator = CD(s["k"]) if s["method"] == "cd" else PCD(s["k"], s["chains"])
+    if s["sparsity"]:
+        estimator = Sparsity(estimator, target=s["sparsity"], cost=s["sparsity_cost"])
+    return model, estimator, x.reshape(-1, *shape)
+
+
+def _describe_rbm(model) -> str:
+    return (f"{model.n_visible}x{model.n_hidden} {model.visible.spec()}-{model.hidden.spec()} "
+            f"RBM")
+
+
+def _describe_bm(model) -> str:
+    return f"{model.n_visible}+{model.n_hidden} unit {model.units.spec()} Boltzmann machine"
+
+
+def _describe_conv(model) -> str:
+    c, h, w = model.image_shape
+    kh, kw = model.filter_shape
+    pool = f", {model.pool}x{model.pool} probabilistic max-pooling" if model.pool else ""
+    return (f"convolutional RBM ({model.n_filters} filters of {kh}x{kw} on {c}x{h}x{w} "
+            f"{model.visible.spec()} images{pool})")
+
+
+def _pictures_rbm(m, s, meta, prep, folder: Path, gen) -> None:
+    from .. import plots
+    from .rbm import draw_samples, image_shape
+
+    shape = image_shape(meta, m.n_visible)
+    plots.filters(m.weight.detach(), shape, folder / "filters.png",
+                  title=f"filters of {m.n_hidden} hidden units")
+    v, v_mean = draw_samples(m, 100, s["sample_steps"], gen)
+    shown = v_mean if m.visible.name in ("bernoulli", "gaussian") else v
+    plots.sample_grid(prep.inverse(shown), shape, folder / "samples.png",
+                      title=f"Gibbs samples after {s['sample_steps']} steps (E[v|h])")
+
+
+def _pictures_bm(m, s, meta, prep, folder: Path, gen) -> None:
+    from .. import plots
+    from ..experiments.bm_mnist import draw_samples as bm_samples
+    from .rbm import image_shape
+
+    shape = image_shape(meta, m.n_visible)
+    if m.n_hidden:
+        w = m.weight.detach()[: m.n_visible, m.n_visible:]
+        plots.filters(w, shape, folder / "filters.png",
+                      title=f"visible-hidden weights of {m.n_hidden} hidden units")
+    shown = bm_samples(m, 100, max(s["sample_steps"], 50), seed=s["seed"] + 1)
+    plots.sample_grid(prep.inverse(shown), shape, folder / "samples.png",
+                      title=f"samples after {s['sample_steps']} sweeps")
+
+
+def _pictures_conv(m, s, meta, prep, folder: Path, gen) -> None:
+    from .. import plots
+    from .rbm import draw_samples
+
+    c, h, w = m.image_shape
+    kh, kw = m.filter_shape
+    plots.conv_filters(m.weight.detach(), folder / "filters.png",
+                       title=f"{m.n_filters} filters of {kh}x{kw}")
+    _, v_mean = draw_samples(m, 100, s["sample_steps"], gen)
+    plots.sample_grid(prep.inverse(v_mean.reshape(v_mean.shape[0], -1)), (c * h, w),
+                      folder / "samples.png",
+                      title=f"Gibbs samples after {s['sample_steps']} steps (E[v|h])")
+
+
+class _ConvFigures(Callback):
+    """After every epoch: ``recon_error`` (mean squared difference per pixel between the first
+    ``rows`` training images and E[v | E[h | v]]) and ``hidden_activity`` (their mean E[h | v],
+    what --sparsity aims at) in the history. Draws no random numbers."""
+
+    def __init__(self, data, rows: int = 1000):
+        self.data = data[:rows]
+
+    def on_epoch_end(self, state):
+        model = state.model
+        with torch.no_grad():
+            x = self.data.to(device=model.weight.device, dtype=model.weight.dtype)
+            h = model.hidden_mean(x, check=False)
+            rec = model.visible_mean(h, check=False)
+            state.history[-1]["recon_error"] = (x - rec).double().pow(2).mean().item()
+            state.history[-1]["hidden_activity"] = h.double().mean().item()
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelKind:
+    """One kind of model ``boltzkit train`` trains: a row of :data:`MODEL_KINDS`.
+
+    help : the --model help text; noun : how messages name it ("an rbm");
+    methods : the --method values it takes; visible_units : the unit families its visible
+    layer takes (empty: any); options : the settings of :data:`KIND_OPTIONS` it takes (the
+    others are refused with one line); monitor : the held-out log-likelihood monitor is on by
+    ``"default"``, on when ``"asked"`` for, or ``"never"`` available;
+    load(s) -> (Dataset, image shape or None); prepare(s, ds, shape) -> Preparation;
+    build(s, x, generator, shape, device) -> (model, estimator, training data);
+    work(s, x, model) -> multiply-adds of one batch's product (the --threads rule);
+    describe(model) -> text; pictures(model, s, meta, prep, folder, generator): filters.png
+    and samples.png; callbacks(s, x) -> the kind's own per-epoch figures."""
+
+    help: str
+    noun: str
+    methods: tuple
+    visible_units: tuple
+    options: frozenset
+    monitor: str
+    load: object
+    prepare: object
+    build: object
+    work: object
+    describe: object
+    pictures: object
+    callbacks: object = lambda s, x: []
+
+
+MODEL_KINDS = {
+    "rbm": ModelKind(
+        help="a restricted Boltzmann machine", noun="an rbm", methods=("cd", "pcd", "pt"),
+        visible_units=(), options=frozenset({"hidden", "hidden_units", "k", "replicas",
+                                             "centering"}),
+        monitor="default", load=_load_rows, prepare=_fit_preparation, build=_build_rbm,
+        work=lambda s, x, m: s["batch_size"] * x.shape[1] * s["hidden"],
+        describe=_describe_rbm, pictures=_pictures_rbm),
+    "bm": ModelKind(
+        help="a fully connected Boltzmann machine with binary units", noun="a bm",
+        methods=("two-phase",), visible_units=("bernoulli", "spin"),
+        options=frozenset({"hidden", "settle", "collect"}), monitor="asked", load=_load_rows,
+        prepare=_fit_preparation, build=_build_bm,
+        work=lambda s, x, m: s["batch_size"] * x.shape[1] * (x.shape[1] + s["hidden"]),
+        describe=_describe_bm, pictures=_pictures_bm),
+    "conv": ModelKind(
+        help="a convolutional RBM with probabilistic max-pooling, on images", noun="a conv RBM",
+        methods=("cd", "pcd"), visible_units=("bernoulli", "gaussian"),
+        options=frozenset({"k", "filters", "filter_size", "pool", "sparsity", "sparsity_cost",
+                           "image_shape"}),
+        monitor="never", load=_load_images, prepare=_conv_preparation, build=_build_conv,
+        work=lambda s, x, m: (s["batch_size"] * m.n_hidden * m.image_shape[0]
+                              * math.prod(m.filter_shape)),
+        describe=_describe_conv, pictures=_pictures_conv,
+        callbacks=lambda s, x: [_ConvFigures(x)]),
+}
 
 
 def _monitor(s: dict, prep, x, model) -> list:
@@ -453,7 +880,8 @@ def _need_bytes(model, n_chains: int) -> int:
     """About what the run's files take: the model file and the state file (parameters,
     momentum buffers, chains), each once more while its next version is written."""
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    width = sum(p.shape[-1] for p in model.parameters() if p.dim() == 1) or 1
+    width = (getattr(model, "n_visible", 0) + getattr(model, "n_hidden", 0)) or \
+        sum(p.shape[-1] for p in model.parameters() if p.dim() == 1) or 1
     return 2 * (3 * params + n_chains * 2 * width * 4) + 2 ** 20
 
 
@@ -576,9 +1004,9 @@ def _train(args, given, s, folder, device, option, run: dict, group=None) -> int
                                  f"--resume {folder}, or start over with --overwrite")
             checks.output_folder(folder, option)
         ds, prep, x, model, estimator, update, gen = _build(s, device)
+        kind = MODEL_KINDS[s["model"]]
         # the work of one product: a batch against the weights (a bm's are (n, n))
-        width = x.shape[1] + s["hidden"] if s["model"] == "bm" else s["hidden"]
-        apply_threads(args, s["batch_size"] * x.shape[1] * width, device)
+        apply_threads(args, kind.work(s, x, model), device)
         if group is not None:  # what fit would refuse, before the processes agree to start
             group.check_batch_size(s["batch_size"])
             group.local_estimator(estimator, x)
@@ -622,15 +1050,18 @@ def _train(args, given, s, folder, device, option, run: dict, group=None) -> int
         elif args.overwrite and lead:
             for name in RUN_FILES:
                 (folder / name).unlink(missing_ok=True)
+        # (a ConvRBM's images are drawn with their channels one above the other)
+        picture = (model.image_shape[0] * model.image_shape[1], model.image_shape[2]) \
+            if hasattr(model, "image_shape") else ds.image_shape
         meta = {"settings": s, "dataset": ds.name,
-                "image_shape": list(ds.image_shape) if ds.image_shape else None}
+                "image_shape": list(picture) if picture else None}
         # run.json is written once fit has accepted the run (a resume it refuses changes
         # nothing), before the first batch
         # (the monitor first: its figures are in the history before it is written)
         # (process 0 writes run.json and metrics.json; every process takes part in the
         # checkpoints, which gather the chains of all)
         writer = (lambda cb: cb) if group is None else rank_zero
-        callbacks = [*monitor, writer(_RunFile(folder / RUN_FILE, s)),
+        callbacks = [*monitor, *kind.callbacks(s, x), writer(_RunFile(folder / RUN_FILE, s)),
                      Checkpoint(folder, metadata=meta, preparation=prep),
                      writer(_MetricsWriter(folder / "metrics.json", s))]
         over = "" if group is None else f" over {group.world_size} processes"
@@ -679,39 +1110,18 @@ def _train(args, given, s, folder, device, option, run: dict, group=None) -> int
 
 
 def _describe(model) -> str:
-    from ..models import BoltzmannMachine
+    from ..models import BoltzmannMachine, ConvRBM
 
-    if isinstance(model, BoltzmannMachine):
-        return f"{model.n_visible}+{model.n_hidden} unit {model.units.spec()} Boltzmann machine"
-    return (f"{model.n_visible}x{model.n_hidden} {model.visible.spec()}-{model.hidden.spec()} "
-            f"RBM")
+    kind = "bm" if isinstance(model, BoltzmannMachine) else \
+        "conv" if isinstance(model, ConvRBM) else "rbm"
+    return MODEL_KINDS[kind].describe(model)
 
 
 def _pictures(model, s, meta, prep, folder: Path, state) -> None:
     """filters.png, samples.png and curves.png of a finished run."""
-    from .. import plots
-    from ..models import BoltzmannMachine
-    from .rbm import draw_samples, image_shape
-
-    shape = image_shape(meta, model.n_visible)
     m = model.to("cpu")
     gen = torch.Generator().manual_seed(s["seed"] + 1)
-    if isinstance(m, BoltzmannMachine):
-        from ..experiments.bm_mnist import draw_samples as bm_samples
-
-        if m.n_hidden:
-            w = m.weight.detach()[: m.n_visible, m.n_visible:]
-            plots.filters(w, shape, folder / "filters.png",
-                          title=f"visible-hidden weights of {m.n_hidden} hidden units")
-        shown = bm_samples(m, 100, max(s["sample_steps"], 50), seed=s["seed"] + 1)
-        title = f"samples after {s['sample_steps']} sweeps"
-    else:
-        plots.filters(m.weight.detach(), shape, folder / "filters.png",
-                      title=f"filters of {m.n_hidden} hidden units")
-        v, v_mean = draw_samples(m, 100, s["sample_steps"], gen)
-        shown = v_mean if m.visible.name in ("bernoulli", "gaussian") else v
-        title = f"Gibbs samples after {s['sample_steps']} steps (E[v|h])"
-    plots.sample_grid(prep.inverse(shown), shape, folder / "samples.png", title=title)
+    MODEL_KINDS[s["model"]].pictures(m, s, meta, prep, folder, gen)
     _curves(state, folder)
 
 

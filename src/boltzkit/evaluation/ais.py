@@ -1,4 +1,5 @@
-"""Annealed importance sampling (AIS) and reverse AIS (RAISE) for RBMs of any unit pairing.
+"""Annealed importance sampling (AIS) and reverse AIS (RAISE) for RBMs of any unit pairing
+and for convolutional RBMs (with or without probabilistic max-pooling: :class:`_ImageAnnealer`).
 
 The path of distributions
 -------------------------
@@ -72,6 +73,7 @@ plus elementwise work on the ``(n_chains, n_units)`` fields.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from dataclasses import dataclass
@@ -200,9 +202,35 @@ def base_visible_bias(model, data: Optional[torch.Tensor] = None, dtype=None) ->
     dtype = dtype or model.weight.dtype
     device = model.weight.device
     if data is None:
-        return torch.zeros(model.n_visible, dtype=dtype, device=device)
+        return torch.zeros(_layer_shape(model, "visible"), dtype=dtype, device=device)
     data = model.check_visible(data, "base", relaxed=True)
     return model.visible.init_bias(data.double().mean(0)).to(dtype)
+
+
+def _layer_shape(model, layer: str) -> tuple:
+    """The shape of one row of a layer: ``(n_units,)``, or a ConvRBM's image ``(C, H, W)`` and
+    maps ``(K, H', W')``."""
+    if layer == "visible":
+        return tuple(getattr(model, "image_shape", (model.n_visible,)))
+    return tuple(getattr(model, "hidden_shape", (model.n_hidden,)))
+
+
+def _check_model(model):
+    """``model`` if it is an RBM or a ConvRBM (what this module anneals)."""
+    from ..models.conv_rbm import ConvRBM
+    from ..models.rbm import RBM
+
+    if not isinstance(model, (RBM, ConvRBM)):
+        raise ValueError(f"model: expected an RBM, got {type(model).__name__} (a ConvRBM is "
+                         f"taken too)")
+    return model
+
+
+def _annealer(model, base, dtype, generator):
+    """The path's parameters and moves for ``model``: :class:`_Annealer` for an RBM,
+    :class:`_ImageAnnealer` for a ConvRBM."""
+    cls = _ImageAnnealer if hasattr(model, "image_shape") else _Annealer
+    return cls(model, base, dtype, generator)
 
 
 def _cast(params, dtype):
@@ -369,6 +397,93 @@ class _Annealer:
         return out.add_(torch.mv(self.stat(v), self.da), alpha=beta_to - beta_from)
 
 
+class _ImageAnnealer(_Annealer):
+    """The path for a :class:`~boltzkit.models.ConvRBM`: states are images ``(n, C, H, W)`` and
+    maps ``(n, K, H', W')``, the fields the model's convolutions (a copy of the model in the
+    chains' dtype).
+
+    Its base model keeps the model's hidden biases: only the filters (and the visible biases,
+    from the data's base rates ``a0``, one per pixel) are annealed in. With ``c = W ⋆ v`` (no
+    bias), the intermediate distributions are
+
+        p_β(v, h) ∝ exp(v·((1-β) a0 + β a) + h·(b + β c)),
+
+    so the hidden field at β is ``b + β c``, the visible field ``(1-β) a0 + β (a + W ⋆ᵀ h)``,
+    and the base model (β = 0) has ``log Z_A = logpart_v(a0) + logpart_h(b)``. A ConvRBM's hidden
+    layer is large and, trained with a sparsity target, its biases strongly negative; from a
+    base model with zero hidden biases (log 5 per pooling block) the path of a 24-filter MNIST
+    model fell 4,000 nats, and 100 chains of 14,500 steps did not follow it (forward and reverse
+    AIS 445 nats apart, effective sample sizes 1.5 and 1.0). The hidden log-partition steps are
+    taken without cancellation: per unit ``log1p(m expm1(Δβ c))`` (binary maps, the dense
+    Bernoulli form) or per pooling block ``log1p(Σ p expm1(Δβ c))``
+    (:meth:`~boltzkit.models.conv_rbm.PooledBernoulli.log_partition_step`), with ``m``, ``p``
+    the hidden means at β; in float64 where ``|Δβ c|`` may reach 0.5. The visible units
+    (Bernoulli or unit-variance Gaussian) own no parameters."""
+
+    def __init__(self, model, base, dtype, generator):
+        self.dtype = _validation.float_dtype(dtype)
+        self.model = model if model.weight.dtype == self.dtype else \
+            copy.deepcopy(model).to(self.dtype)
+        self.V, self.H = model.visible, model.hidden
+        self.pooled = callable(getattr(self.H, "log_partition_step", None))
+        with torch.no_grad():
+            self.w = self.model.weight.detach()
+            self.b = self.model.hidden_bias.detach().view(-1, 1, 1)  # (K, 1, 1)
+            self.a0 = base_visible_bias(model, base, self.dtype)  # (C, H, W)
+            self.da = self.model.visible_bias.detach().view(-1, 1, 1) - self.a0
+            b64 = self.b.double().expand(*_layer_shape(model, "hidden"))[None]
+            self.log_z_base = (self.V.log_partition(self.a0.double()[None])
+                               + self.H.log_partition(b64)).item()
+        self.pv = self.ph = None
+        # |W_k ⋆ v| <= Σ|W_k| for visible states in [0, 1]
+        self.bound = (self.w.abs().flatten(1).sum(1).max().item() if self.V.discrete
+                      else math.inf)
+        if generator is None:
+            generator = torch.Generator(device=self.w.device)
+            generator.manual_seed(0)
+        self.g = generator
+        self.uniforms = _Uniforms(generator, self.w.device, self.dtype)
+
+    def hidden_field(self, v):
+        """``c = W ⋆ v`` without the hidden bias (which the base model keeps)."""
+        return torch.nn.functional.conv2d(v, self.w)
+
+    def _shifted(self, c, beta):
+        """The hidden field at ``beta`` on this path: ``b + β c``."""
+        return torch.add(self.b, c, alpha=beta)
+
+    def mean(self, units, field, beta):
+        if units is self.H:
+            return self.H.mean(self._shifted(field, beta))
+        return super().mean(units, field, beta)
+
+    def move(self, hidden_mean, beta):
+        """Transition at ``beta``: h ~ p_β(h | v) (one draw per pooling block), then v with the
+        visible field ``(1-β) a0 + β (a + W ⋆ᵀ h)``. Returns v."""
+        h = self.H.sample_from_mean(hidden_mean, self.g)
+        field = self.model.visible_field(h).mul_(beta).add_(self.a0, alpha=1.0 - beta)
+        mean = self.V.mean(field)
+        if type(self.V.units) is Bernoulli:
+            return self.sample(self.V.units, mean)
+        return self.V.sample_from_mean(mean, self.g)
+
+    def increment(self, v, c, mean, beta_from, beta_to):
+        """``log f_{β_to}(v) - log f_{β_from}(v)`` given ``c = W ⋆ v`` and ``mean`` the hidden
+        means at ``beta_from``."""
+        d = beta_to - beta_from
+        if d == 0:
+            return c.new_zeros(c.shape[0])
+        if not self.fast(beta_from, beta_to):
+            cd = c.double()
+            out = (self.H.log_partition(self._shifted(cd, beta_to))
+                   - self.H.log_partition(self._shifted(cd, beta_from)))
+        elif self.pooled:
+            out = self.H.log_partition_step(c, mean, d)
+        else:
+            out = torch.mul(c, d).expm1_().mul_(mean).flatten(1).log1p_().sum(1)
+        return out.add_(torch.mv(v.flatten(1), self.da.flatten()), alpha=d)
+
+
 def _check_chains(n_chains, name="n_chains") -> int:
     """``n_chains`` as an int >= 2 (an interval needs a spread)."""
     return _validation.integer(n_chains, name, minimum=2)
@@ -399,7 +514,7 @@ def ais(model, *, base: Optional[torch.Tensor] = None, n_chains: int = 100,
 
     Parameters
     ----------
-    model : RBM (any unit pairing)
+    model : RBM (any unit pairing) or ConvRBM (with or without pooling; states are images)
     base : ``(n, n_visible)`` tensor, optional
         Data whose per-feature means give the base model's visible biases (Salakhutdinov &
         Murray's base-rate model; recommended: the training data); None: zero biases.
@@ -417,15 +532,15 @@ def ais(model, *, base: Optional[torch.Tensor] = None, n_chains: int = 100,
     -------
     AISResult (``log_weights`` of shape ``(n_chains,)``)
     """
-    _validation.rbm(model)
+    _check_model(model)
     n_chains = _check_chains(n_chains)
     dtype = _validation.float_dtype(dtype)
     _validation.generator(generator)
     _check_chains_memory(model, n_chains, dtype)
     bs = _resolve_betas(betas)
-    an = _Annealer(model, base, dtype, generator)
+    an = _annealer(model, base, dtype, generator)
     n = n_chains
-    v = an.V.sample(an.a0.expand(n, -1).contiguous(), an.g, params=an.pv)
+    v = an.V.sample(an.a0.expand(n, *an.a0.shape).contiguous(), an.g, params=an.pv)
     log_w = torch.zeros(n, dtype=torch.float64, device=an.w.device)
     c = an.hidden_field(v)
     last = len(bs) - 1
@@ -473,7 +588,7 @@ def reverse_ais(model, data: torch.Tensor, *, base: Optional[torch.Tensor] = Non
     AISResult with ``direction="reverse"``: ``log_z = log Z_A - mean(log ŵ)``, so that
     ``mean(-F(data)) - log_z`` is the RAISE mean log-likelihood (see :func:`log_likelihood`).
     """
-    _validation.rbm(model)
+    _check_model(model)
     data = model.check_visible(data, "data")
     n_rows = data.shape[0]
     if n_chains is not None:
@@ -482,7 +597,7 @@ def reverse_ais(model, data: torch.Tensor, *, base: Optional[torch.Tensor] = Non
     _validation.generator(generator)
     _check_chains_memory(model, n_rows if n_chains is None else min(n_chains, n_rows), dtype)
     bs = _resolve_betas(betas)
-    an = _Annealer(model, base, dtype, generator)
+    an = _annealer(model, base, dtype, generator)
     if n_chains is None or n_chains >= n_rows:
         if n_rows < 2:
             raise ValueError(f"data: expected at least 2 rows for reverse AIS, got {n_rows}")

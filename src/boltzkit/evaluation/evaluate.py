@@ -1,8 +1,11 @@
 """``evaluate``: every figure of one model on one data set, as a JSON-ready dict (the CLI's
-``boltzkit evaluate`` prints it)."""
+``boltzkit evaluate`` prints it). Models: RBMs of any unit pairing, and convolutional RBMs
+(:class:`~boltzkit.models.ConvRBM`, data as images), whose free energies, reconstructions and
+pseudo-likelihood come from the model's own convolutions (see :func:`evaluate`)."""
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Optional
@@ -11,8 +14,8 @@ import torch
 
 from .. import _validation
 from ..exact.rbm import can_enumerate, log_partition
-from .ais import ais, reverse_ais
-from .likelihood import log_likelihood, pseudo_likelihood, reconstruction_error
+from .ais import _check_model, ais, reverse_ais
+from .likelihood import LogLikelihood, log_likelihood, pseudo_likelihood, reconstruction_error
 
 __all__ = ["evaluate", "LOG_Z_METHODS", "EXACT_PL_BUDGET"]
 
@@ -33,7 +36,14 @@ def _clean(obj):
     return obj
 
 
+def _is_conv(model) -> bool:
+    return hasattr(model, "image_shape")
+
+
 def _pl_cost(model, n: int) -> float:
+    if _is_conv(model):  # a full free energy (one convolution) per visible unit and row
+        c, kh, kw = model.image_shape[0], *model.filter_shape
+        return float(n) * model.n_visible * model.n_hidden * c * kh * kw
     v = model.visible
     n_vars = model.n_visible // (getattr(v, "group_size", None) or model.n_visible) \
         if v.name == "softmax" else model.n_visible
@@ -43,12 +53,77 @@ def _pl_cost(model, n: int) -> float:
     return float(n) * n_vars * per_var
 
 
+# -- the figures of a ConvRBM ------------------------------------------------------------------
+_CONV_ROWS = 1024  # images per chunk of a ConvRBM's free energies
+
+
+def _conv_free_energy(model, v: torch.Tensor) -> torch.Tensor:
+    """F(v) ``(n,)`` in float64 of images ``v`` ``(n, C, H, W)`` (a float64 copy of the model),
+    in chunks."""
+    m = model if model.weight.dtype == torch.float64 else copy.deepcopy(model).double()
+    return torch.cat([m.free_energy(v[s:s + _CONV_ROWS].double(), check=False)
+                      for s in range(0, v.shape[0], _CONV_ROWS)])
+
+
+def _conv_log_likelihood(model, data: torch.Tensor, log_z: float) -> LogLikelihood:
+    values = (-_conv_free_energy(model, data) - log_z).cpu()
+    n = values.shape[0]
+    se = values.std().item() / math.sqrt(n) if n > 1 else 0.0
+    return LogLikelihood(values.mean().item(), se, values)
+
+
+def _conv_reconstruction_error(model, data: torch.Tensor) -> float:
+    """Mean squared difference per unit between the images and E[v | E[h | v]]."""
+    total = 0.0
+    for s in range(0, data.shape[0], _CONV_ROWS):
+        x = data[s:s + _CONV_ROWS]
+        total += (x - model.reconstruction(x, check=False)).double().pow(2).sum().item()
+    return total / data.numel()
+
+
+def _conv_pseudo_likelihood(model, v: torch.Tensor, generator=None) -> torch.Tensor:
+    """Log pseudo-likelihood ``Σ_i log p(v_i | v_-i) = -Σ_i softplus(F(v) - F(v with unit i
+    flipped))`` per image ``(n,)`` (binary visible units), float64: every unit (``generator``
+    None: one free energy per unit and image) or one random unit per image times their number
+    (the stochastic estimate)."""
+    f0 = _conv_free_energy(model, v)
+    flat = v.reshape(v.shape[0], -1)
+    n, nv = flat.shape
+    if generator is not None:
+        idx = torch.randint(0, nv, (n,), generator=generator,
+                            device=generator.device).to(v.device)
+        flipped = flat.clone()
+        rows = torch.arange(n, device=v.device)
+        flipped[rows, idx] = 1.0 - flipped[rows, idx]
+        f1 = _conv_free_energy(model, flipped.view(v.shape))
+        return -torch.nn.functional.softplus(f0 - f1) * nv
+    out = torch.zeros(n, dtype=torch.float64, device=v.device)
+    for i in range(nv):
+        flipped = flat.clone()
+        flipped[:, i] = 1.0 - flipped[:, i]
+        out -= torch.nn.functional.softplus(f0 - _conv_free_energy(model, flipped.view(v.shape)))
+    return out
+
+
+def _likelihood(model, data, log_z) -> LogLikelihood:
+    return _conv_log_likelihood(model, data, log_z) if _is_conv(model) else \
+        log_likelihood(model, data, log_z)
+
+
 @torch.no_grad()
 def evaluate(model, data: torch.Tensor, *, log_z: str = "auto", chains: int = 100,
              betas=None, seed: int = 0, base_data: Optional[torch.Tensor] = None,
              pseudo_likelihood_method: str = "auto") -> dict:
-    """Evaluate ``model`` (an RBM) on ``data`` ``(n, n_visible)`` (values on the visible
-    support).
+    """Evaluate ``model`` (an RBM, or a ConvRBM) on ``data`` ``(n, n_visible)`` (a ConvRBM's:
+    images ``(n, C, H, W)``), values on the visible support.
+
+    A ConvRBM gets the same figures from its own convolutions: log Z exact when a layer can be
+    enumerated (a pooled hidden layer counts ``P² + 1`` states per block), forward and reverse
+    AIS otherwise (:func:`~boltzkit.evaluation.ais`, base rates per pixel); free energies in
+    float64; the pseudo-likelihood of binary visible units by flipping each unit (one free
+    energy per unit: exact within ``EXACT_PL_BUDGET`` multiply-adds, else one random unit per
+    image); for Gaussian visible units the pseudo-likelihood is not computed (``None``, method
+    ``"unavailable"``).
 
     Parameters
     ----------
@@ -77,7 +152,7 @@ def evaluate(model, data: torch.Tensor, *, log_z: str = "auto", chains: int = 10
     computed, with its own figures and seconds) and, when both AIS directions ran,
     ``log_likelihood_bracket`` ``[reverse, forward]``.
     """
-    _validation.rbm(model)
+    _check_model(model)
     seed = _validation.seed(seed)
     if log_z not in LOG_Z_METHODS:
         raise ValueError(f"log_z: expected one of {', '.join(LOG_Z_METHODS)}, got {log_z!r}")
@@ -94,14 +169,21 @@ def evaluate(model, data: torch.Tensor, *, log_z: str = "auto", chains: int = 10
         return g
 
     out = {"n_rows": n, "model": model.config() if hasattr(model, "config") else {}}
-    out["reconstruction_error"] = reconstruction_error(model, data)
+    conv = _is_conv(model)
+    out["reconstruction_error"] = (_conv_reconstruction_error(model, data) if conv else
+                                   reconstruction_error(model, data))
     stochastic = (pseudo_likelihood_method == "stochastic" or
                   (pseudo_likelihood_method == "auto" and _pl_cost(model, n) > EXACT_PL_BUDGET))
-    pl = pseudo_likelihood(model, data, gen(1) if stochastic else None,
-                           stochastic=stochastic).double()
-    out["pseudo_likelihood"] = pl.mean().item()
-    out["pseudo_likelihood_std_error"] = (pl.std().item() / math.sqrt(n)) if n > 1 else 0.0
-    out["pseudo_likelihood_method"] = "stochastic" if stochastic else "exact"
+    if conv and not model.visible.discrete:
+        out.update(pseudo_likelihood=None, pseudo_likelihood_std_error=None,
+                   pseudo_likelihood_method="unavailable")
+    else:
+        pl = (_conv_pseudo_likelihood(model, data, gen(1) if stochastic else None) if conv else
+              pseudo_likelihood(model, data, gen(1) if stochastic else None,
+                                stochastic=stochastic)).double()
+        out["pseudo_likelihood"] = pl.mean().item()
+        out["pseudo_likelihood_std_error"] = (pl.std().item() / math.sqrt(n)) if n > 1 else 0.0
+        out["pseudo_likelihood_method"] = "stochastic" if stochastic else "exact"
 
     methods = []
     if log_z in ("auto", "exact"):
@@ -124,7 +206,7 @@ def evaluate(model, data: torch.Tensor, *, log_z: str = "auto", chains: int = 10
             res = reverse_ais(model, data, base=base_data if base_data is not None else data,
                               n_chains=chains, betas=betas, generator=gen(3))
             lz, info = res.log_z, res.as_dict()
-        ll = log_likelihood(model, data, lz)
+        ll = _likelihood(model, data, lz)
         info.update(log_likelihood=ll.mean, log_likelihood_std_error=ll.std_error,
                     seconds=time.perf_counter() - t0)
         info.pop("direction", None)
