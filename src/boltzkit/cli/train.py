@@ -255,26 +255,21 @@ def register(sub) -> None:
                                                  "filter_shape": "filter_size"})
 
 
-def _int_or_auto(text: str):
-    """``--filter-size``: ``auto`` or an integer (checked with the other settings)."""
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got "
-                                         f"{text[:40]!r}") from None
+def _or_auto(kind, expected: str):
+    """An argparse type: ``auto`` or a value of ``kind`` (checked with the other settings);
+    ``expected`` names the value in the error line."""
+    def parse(text: str):
+        if text == "auto":
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text[:40]!r}") from None
+    return parse
 
 
-def _float_or_auto(text: str):
-    """``--lr``: ``auto`` (--model conv) or a number (checked with the other settings)."""
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number (or auto, --model conv), got "
-                                         f"{text[:40]!r}") from None
+_int_or_auto = _or_auto(int, "a positive integer or auto")            # --filter-size
+_float_or_auto = _or_auto(float, "a number (or auto, --model conv)")   # --lr
 
 
 # -- settings --------------------------------------------------------------------------------
