@@ -2,6 +2,7 @@
 exact log Z, gradients, sampling, AIS, files, bad input and training, each against an
 independent computation (brute force, quadrature, autograd)."""
 
+import json
 import math
 
 import pytest
@@ -461,3 +462,18 @@ def test_cli_trains_a_learned_variance_rbm_on_whitened_patches(tmp_path):
     assert torch.isfinite(m.visible_log_variance).all()
     prep = boltzkit.io.read_metadata(path)["preparation"]
     assert prep.zca is not None and prep.n_features == 64
+
+
+def test_cli_max_step_norm_is_recorded_and_checked(tmp_path, capsys):
+    from boltzkit.cli import main
+
+    out = tmp_path / "r"
+    assert main(["train", "--epochs", "1", "--max-step-norm", "0.05", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert json.loads((out / "run.json").read_text())["settings"]["max_step_norm"] == 0.05
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    for bad, said in ((["--max-step-norm", "0"], "expected a finite number > 0"),
+                      (["--model", "bm", "--rule", "sign", "--max-step-norm", "1"],
+                       "--rule sign takes fixed steps")):
+        assert main(["train", *bad, "--out", str(tmp_path / "s")]) == 2
+        assert f"--max-step-norm: {said}" in capsys.readouterr().err

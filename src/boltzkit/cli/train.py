@@ -89,7 +89,8 @@ TRAIN_DEFAULTS = {
     "visible_units": "bernoulli", "hidden_units": "bernoulli", "binarize": "threshold",
     "method": None, "k": 1, "chains": None, "replicas": None, "centering": None, "settle": 5,
     "collect": 5, "rule": "sgd", "epochs": 30, "batch_size": None, "lr": None,
-    "lr_schedule": None, "momentum": 0.5, "weight_decay": 1e-4, "seed": 0, "device": "cpu",
+    "lr_schedule": None, "momentum": 0.5, "weight_decay": 1e-4, "max_step_norm": None,
+    "seed": 0, "device": "cpu",
     "sample_steps": 1000,
     # the held-out log-likelihood monitor (monitor_every None: 1 where it applies, else 0)
     "monitor_every": None, "monitor_rows": DEFAULT_MONITOR_ROWS,
@@ -207,6 +208,10 @@ def register(sub) -> None:
     p.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d['momentum']})")
     p.add_argument("--weight-decay", type=float,
                    help=f"L2 penalty on the weights (default: {d['weight_decay']})")
+    p.add_argument("--max-step-norm", type=float, metavar="NORM",
+                   help="the largest L2 norm one hidden unit's weights may move by in one "
+                        "update (longer steps are scaled down to it): stops a Gaussian RBM's "
+                        "weights running away at a large --lr (default: none)")
     p.add_argument("--seed", type=int, help="random seed (default: 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--out", default=None,
@@ -355,6 +360,10 @@ def _check(s: dict) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
                 or v < 0:
             raise ValueError(f"{option(name)}: expected a finite number >= 0, got {v!r}")
+    m = s["max_step_norm"]
+    if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float))
+                          or not math.isfinite(m) or m <= 0):
+        raise ValueError(f"--max-step-norm: expected a finite number > 0, got {m!r}")
     if not s["momentum"] < 1:
         raise ValueError(f"--momentum: expected a value in [0, 1), got {s['momentum']}")
     checks.seed(s["seed"])
@@ -384,6 +393,7 @@ def _check(s: dict) -> None:
     unused.update({"chains": s["method"] == "cd",
                    "replicas": unused["replicas"] or s["method"] != "pt",
                    "momentum": s["rule"] == "sign",
+                   "max_step_norm": s["rule"] == "sign" or s["model"] == "conv",
                    "monitor_rows": s["monitor_every"] == 0,
                    "binarize": s["visible_units"].split(":")[0] not in ("bernoulli", "binary",
                                                                          "spin", "ising")})
@@ -394,6 +404,8 @@ def _check(s: dict) -> None:
                 {"chains": "--method cd starts its chains at the data",
                  "replicas": "only --method pt has a temperature ladder",
                  "momentum": "--rule sign takes fixed steps",
+                 "max_step_norm": "--rule sign takes fixed steps" if s["rule"] == "sign" else
+                 "a conv RBM's filters are not columns of a weight matrix",
                  "binarize": f"{s['visible_units']} visible units take the data as they are",
                  "monitor_rows": "the held-out monitor is off for this run (--monitor-every 0)",
                  }[name]
@@ -527,7 +539,8 @@ def _build(s: dict, device: torch.device):
     update = SignStep(s["weight_decay"]) if s["rule"] == "sign" else \
         SGD(s["momentum"], s["weight_decay"],
             lr_scale={"visible_log_variance": VARIANCE_LR_SCALE}
-            if hasattr(model, "visible_log_variance") else None)
+            if hasattr(model, "visible_log_variance") else None,
+            max_step_norm=s["max_step_norm"])
     model.to(device)
     x = estimator.check_data(model, x)
     if device.type != "cpu":
