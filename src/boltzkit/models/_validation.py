@@ -30,6 +30,18 @@ def clip(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def layer_sizes(value, name: str, last: str = "one hidden layer") -> tuple:
+    """``value`` as a tuple of at least two positive ints (a list or tuple of them); ``last``
+    names the layer after the visible one in the error line."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name}: expected a list of layer sizes [n_visible, n_1, ...], got "
+                         f"{clip(value)}")
+    if len(value) < 2:
+        raise ValueError(f"{name}: expected at least two layer sizes (visible and {last}), got "
+                         f"{len(value)}")
+    return tuple(_validation.integer(n, f"{name}[{i}]", 1) for i, n in enumerate(value))
+
+
 def config_keys(config, known, what: str) -> dict:
     """``config`` as a dict holding only keys from ``known``; ValueError otherwise."""
     if not isinstance(config, dict):

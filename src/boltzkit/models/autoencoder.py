@@ -62,7 +62,8 @@ from torch import nn
 
 from .. import _validation as _v
 from ..units import get_units
-from ._validation import ConfigChecked, as_states, clip, config_bool, config_choice, config_keys
+from ._validation import (ConfigChecked, as_states, clip, config_bool, config_choice,
+                          config_keys, layer_sizes)
 
 __all__ = ["Autoencoder", "VISIBLE", "CODES"]
 
@@ -81,16 +82,6 @@ def _choice(value, name: str, choices) -> str:
 
 def _corruption(value, name: str = "corruption") -> float:
     return _v.real(value, name, 0.0, 1.0, strict_maximum=True)
-
-
-def _sizes(value, name: str = "sizes") -> tuple:
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise ValueError(f"{name}: expected a list of layer sizes [n_visible, n_1, ..., n_code], "
-                         f"got {clip(value)}")
-    if len(value) < 2:
-        raise ValueError(f"{name}: expected at least two layer sizes (visible and code), got "
-                         f"{len(value)}")
-    return tuple(_v.integer(n, f"{name}[{i}]", 1) for i, n in enumerate(value))
 
 
 class Autoencoder(ConfigChecked):
@@ -129,7 +120,7 @@ class Autoencoder(ConfigChecked):
                  *, tied: bool = True, corruption: float = 0.0, sigmoid_scale: float = 1.0,
                  generator: Optional[torch.Generator] = None, device=None, dtype=None):
         super().__init__()
-        sizes = _sizes(sizes)
+        sizes = layer_sizes(sizes, "sizes", "code")
         self.visible = _choice(visible, "visible", VISIBLE)
         self.code = _choice(code, "code", CODES)
         self.tied = _v.boolean(tied, "tied")

@@ -32,32 +32,18 @@ from torch import nn
 from .. import _validation as _v
 from .._validation import real
 from ..units import Beta, Bernoulli, row_beta
-from ._validation import ConfigChecked, as_states, clip, config_keys
+from ._validation import ConfigChecked, as_states, clip, config_keys, layer_sizes
 
 __all__ = ["DBM"]
 
 _BERNOULLI = Bernoulli()
 
 
-def _sizes(value, name: str) -> tuple:
-    """``value`` as a tuple of at least two positive ints (a list or tuple of them)."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise ValueError(f"{name}: expected a list of layer sizes [n_visible, n_1, ...], got "
-                         f"{clip(value)}")
-    if len(value) < 2:
-        raise ValueError(f"{name}: expected at least two layer sizes (visible and one hidden "
-                         f"layer), got {len(value)}")
-    out = []
-    for i, n in enumerate(value):
-        out.append(_v.integer(n, f"{name}[{i}]", 1))
-    return tuple(out)
-
-
 def stack_arguments(kind: str, sizes, init_std, generator, device, dtype) -> tuple:
     """The checked constructor arguments of a stack of layers (DBM, DBN): ``(sizes, init_std,
     generator, device, dtype)``, the generator a fixed-seed one when none is given, after a
     check that the weights of ``sizes`` fit in memory (one line naming ``kind`` otherwise)."""
-    sizes = _sizes(sizes, "sizes")
+    sizes = layer_sizes(sizes, "sizes")
     init_std = real(init_std, "init_std", 0.0)
     if _v.generator(generator) is None:
         generator = torch.Generator().manual_seed(0)

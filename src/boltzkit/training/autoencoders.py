@@ -219,12 +219,12 @@ def pretrain_rbms(data, sizes: Sequence[int], *, visible: str = "bernoulli",
     list of RBM, bottom first, ready for :meth:`boltzkit.models.Autoencoder.unroll`.
     """
     from ..models._validation import as_states
-    from ..models.dbm import _sizes
+    from ..models._validation import layer_sizes
     from ..models.rbm import RBM
     from ..units import get_units
     from .loop import fit
 
-    sizes = _sizes(sizes, "sizes")
+    sizes = layer_sizes(sizes, "sizes")
     if visible not in ("bernoulli", "gaussian"):
         raise ValueError(f"visible: expected 'bernoulli' or 'gaussian', got {visible!r}")
     if top not in ("gaussian", "bernoulli"):

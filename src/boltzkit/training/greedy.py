@@ -42,7 +42,8 @@ from typing import Optional, Sequence
 import torch
 
 from .. import _validation as check
-from ..models.dbm import DBM, _sizes
+from ..models._validation import layer_sizes
+from ..models.dbm import DBM
 from ..models.dbn import DBN
 from ..models.rbm import RBM
 
@@ -143,7 +144,7 @@ def train_dbn(data, sizes: Sequence[int], *, visible="bernoulli", epochs: int = 
     -------
     DBN
     """
-    sizes = _sizes(sizes, "sizes")
+    sizes = layer_sizes(sizes, "sizes")
     n_samples = _check_features(features, n_samples)
     if check.generator(generator) is None:
         generator = torch.Generator().manual_seed(0)
@@ -204,7 +205,7 @@ def pretrain_dbm(data, sizes: Sequence[int], *, epochs: int = 10, batch_size: in
     -------
     DBM, in float32 on the data's device.
     """
-    sizes = _sizes(sizes, "sizes")
+    sizes = layer_sizes(sizes, "sizes")
     _check_features(features, 1)
     if check.generator(generator) is None:
         generator = torch.Generator().manual_seed(0)
