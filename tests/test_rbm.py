@@ -389,3 +389,17 @@ def test_family_parameter_names_must_not_clash():
     with pytest.raises(ValueError, match="hidden: .*'hidden_bias', a name the RBM already uses"):
         RBM(4, 3, hidden=Clashing())
 
+
+
+def test_layers_too_large_to_count_have_infinitely_many_states():
+    """2 ** 1024 overflows a float: such layers count as inf states (never enumerable), so
+    choosing exact or AIS for a 784x1024 RBM does not crash."""
+    from boltzkit.exact.rbm import can_enumerate, enumerable_layer
+    from boltzkit.units import get_units
+
+    assert get_units("bernoulli").n_states(1100) == math.inf
+    assert get_units("spin").n_states(2048) == math.inf
+    assert get_units("softmax:2").n_states(2048) == math.inf
+    assert get_units("bernoulli").n_states(10) == 1024.0
+    model = RBM(784, 1024)
+    assert enumerable_layer(model) is None and not can_enumerate(model)

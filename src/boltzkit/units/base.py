@@ -141,6 +141,15 @@ def row_beta(beta: Beta, n: int) -> Beta:
     return beta if beta.dim() == 0 else beta.reshape(n, 1)
 
 
+def count_states(per_unit: float, n_groups: int) -> float:
+    """``per_unit ** n_groups`` as a float, ``inf`` where it overflows one (a layer of 1024 or
+    more binary units): the number of joint states of a discrete layer."""
+    try:
+        return float(per_unit) ** n_groups
+    except OverflowError:
+        return math.inf
+
+
 def uniform(shape, generator: Optional[torch.Generator] = None, dtype=torch.float32,
             device=None) -> torch.Tensor:
     """Uniform draws on [0, 1), shape ``shape``: what ``torch.rand`` gives, faster on the CPU.

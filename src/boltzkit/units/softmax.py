@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from .base import Units, _check_finite, _scale
+from .base import Units, _check_finite, _scale, count_states
 
 __all__ = ["Softmax"]
 
@@ -78,7 +78,7 @@ class Softmax(Units):
 
     def n_states(self, n_units):
         k = self._k(n_units)
-        return float(k) ** (n_units // k)
+        return count_states(k, n_units // k)
 
     def states(self, n_units, start=0, stop=None, dtype=torch.float32, device=None):
         k = self._k(n_units)

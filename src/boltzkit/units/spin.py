@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Units, _binary_states, _check_finite, _scale, uniform
+from .base import Units, _binary_states, _check_finite, _scale, count_states, uniform
 
 __all__ = ["Spin"]
 
@@ -44,7 +44,7 @@ class Spin(Units):
                              f"{s[(s != 1) & (s != -1)].flatten()[0].item():g}")
 
     def n_states(self, n_units):
-        return 2.0 ** n_units
+        return count_states(2, n_units)
 
     def states(self, n_units, start=0, stop=None, dtype=torch.float32, device=None):
         stop = int(self.n_states(n_units)) if stop is None else stop
