@@ -157,6 +157,18 @@ class ConfigChecked(torch.nn.Module):
         super().__init__()
         self.register_state_dict_post_hook(_record_config)
 
+    @staticmethod
+    def check_tensors(tensors: dict) -> None:
+        """Raise ``ValueError`` naming the tensor if ``tensors`` (a state dict) break the
+        model's structure, e.g. weights that must be symmetric. By default any finite values
+        are a model (finiteness is :func:`boltzkit.load`'s check); classes with structure
+        override it."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the tensor if the parameters break the model's structure
+        (see :meth:`check_tensors`)."""
+        self.check_tensors(self.state_dict())
+
     @classmethod
     def from_config(cls, config: dict, **kwargs):
         """The model a configuration (what :meth:`config` gave) describes; ``kwargs`` (device,

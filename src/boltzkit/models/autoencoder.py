@@ -192,13 +192,6 @@ class Autoencoder(ConfigChecked):
                 out[f"decoder_weight_{l}"] = (a, b)
         return out
 
-    @staticmethod
-    def check_tensors(tensors: dict) -> None:
-        """Any finite values make an autoencoder (which :func:`boltzkit.load` checks)."""
-
-    def validate(self) -> None:
-        self.check_tensors(self.state_dict())
-
     def extra_repr(self) -> str:
         return (f"sizes={list(self.sizes)}, visible={self.visible!r}, code={self.code!r}, "
                 f"tied={self.tied}, corruption={self.corruption:g}")

@@ -212,11 +212,6 @@ class BoltzmannMachine(ConfigChecked):
             raise ValueError(f"tensor 'weight': expected zero where the mask has no "
                              f"connection, found {first_bad(weight, off)}")
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the tensor if the weights or the mask break the
-        machine's structure (see :meth:`check_tensors`)."""
-        self.check_tensors(self.state_dict())
-
     def extra_repr(self) -> str:
         groups = "custom" if self.custom_connectivity else ", ".join(
             name for name, on in (("visible-visible", self.visible_visible),

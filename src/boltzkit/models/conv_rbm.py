@@ -473,16 +473,6 @@ class ConvRBM(ConfigChecked):
         return {"weight": (k, c) + tuple(a["filter_shape"]), "visible_bias": (c,),
                 "hidden_bias": (k,)}
 
-    @staticmethod
-    def check_tensors(tensors: dict) -> None:
-        """Any finite values are a valid ConvRBM (finiteness is :func:`boltzkit.load`'s
-        check): nothing more to check."""
-
-    def validate(self) -> None:
-        """Nothing can break a ConvRBM's structure but non-finite values (see
-        :meth:`check_tensors`)."""
-        self.check_tensors(self.state_dict())
-
     def extra_repr(self) -> str:
         return (f"image_shape={self.image_shape}, n_filters={self.n_filters}, "
                 f"filter_shape={self.filter_shape}, pool={self.pool}, "

@@ -135,14 +135,6 @@ class DBM(ConfigChecked):
         out.update({f"bias_{l}": (n,) for l, n in enumerate(sizes)})
         return out
 
-    @staticmethod
-    def check_tensors(tensors: dict) -> None:
-        """A DBM's parameters may take any finite values (which :func:`boltzkit.load` checks):
-        nothing more to check."""
-
-    def validate(self) -> None:
-        self.check_tensors(self.state_dict())
-
     def extra_repr(self) -> str:
         return f"sizes={list(self.sizes)}"
 

@@ -99,13 +99,6 @@ class DBN(ConfigChecked):
                         f"hidden_bias_{l}": (b,)})
         return out
 
-    @staticmethod
-    def check_tensors(tensors: dict) -> None:
-        """Any finite values are a DBN (which :func:`boltzkit.load` checks)."""
-
-    def validate(self) -> None:
-        self.check_tensors(self.state_dict())
-
     def extra_repr(self) -> str:
         return f"sizes={list(self.sizes)}, visible={self.visible.spec()!r}"
 

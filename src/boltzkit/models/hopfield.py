@@ -187,11 +187,6 @@ class Hopfield(ConfigChecked):
         check_symmetric(tensors["weight"], "weight")
         check_values(tensors["patterns"], "patterns", (-1.0, 1.0), "±1 values")
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the tensor if the buffers break the network's structure
-        (see :meth:`check_tensors`)."""
-        self.check_tensors(self.state_dict())
-
     def extra_repr(self) -> str:
         return f"n_units={self.n_units}, rule={self.rule!r}, n_patterns={self.n_patterns}"
 

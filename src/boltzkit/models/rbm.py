@@ -208,11 +208,6 @@ class RBM(ConfigChecked):
         if self._hidden_param_names:
             self.hidden.constrain_(self.hidden_params)
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the tensor if the parameters break the model's structure
-        (see :meth:`check_tensors`)."""
-        self.check_tensors(self.state_dict())
-
     def extra_repr(self) -> str:
         return (f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, "
                 f"visible={self.visible.spec()!r}, hidden={self.hidden.spec()!r}")
