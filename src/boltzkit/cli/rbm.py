@@ -1,8 +1,13 @@
 """``boltzkit sample``: samples from a saved RBM or convolutional RBM by block Gibbs sampling, or
 from an RBM by parallel tempering (``--method pt --replicas N``; ``boltzkit train`` is in
-:mod:`boltzkit.cli.train`). MODEL is a model file or a run folder of ``boltzkit train`` (its
-``model.safetensors``). A ConvRBM's samples are images: ``FILE.npy`` holds ``(n, C, H, W)``,
-``FILE.png`` draws each image with its channels one above the other.
+:mod:`boltzkit.cli.train`), and from a DBN or a DBM. MODEL is a model file or a run folder of
+``boltzkit train`` (its ``model.safetensors``). A ConvRBM's samples are images: ``FILE.npy``
+holds ``(n, C, H, W)``, ``FILE.png`` draws each image with its channels one above the other.
+
+A DBN's samples are ``--steps`` block-Gibbs steps in its top RBM from fair coins, then one pass
+down the directed layers (:func:`boltzkit.samplers.dbn.generate`); a DBM's are ``--steps``
+block-Gibbs sweeps of every layer (:mod:`boltzkit.samplers.dbm`) from visible fair coins.
+``--mean`` writes the visible means of the last step: ``E[v | h_1]``.
 
 With ``--method pt`` the samples are the chains at beta = 1 of ``N`` replicas on a ladder from 1
 down to 0, evenly spaced at first and re-spaced for equal swap rates every 100 steps during the
@@ -20,23 +25,26 @@ from .. import _validation as _v
 from . import add_threads, apply_threads, checks
 
 __all__ = ["register", "draw_samples", "draw_tempered", "image_shape", "model_path",
-           "read_model", "product_work", "MODEL_FILE_KINDS"]
+           "read_model", "product_work", "MODEL_FILE_KINDS", "DEEP_KINDS", "draw_deep"]
 
 #: the model classes ``boltzkit sample`` and ``boltzkit evaluate`` read
-MODEL_FILE_KINDS = ("RBM", "ConvRBM")
+MODEL_FILE_KINDS = ("RBM", "ConvRBM", "DBN", "DBM")
+#: the stacks among them
+DEEP_KINDS = ("DBN", "DBM")
 
 
 def register(sub) -> None:
     s = sub.add_parser("sample", help="draw samples from a model by Gibbs sampling or parallel "
                                       "tempering",
-                       description="Draw samples from a saved RBM or convolutional RBM by block "
-                                   "Gibbs sampling, or from an RBM by parallel tempering "
-                                   "(--method pt), which crosses between the modes of a sharp "
-                                   "model where plain Gibbs stays in one.")
+                       description="Draw samples from a saved RBM, convolutional RBM, DBN or "
+                                   "DBM by block Gibbs sampling, or from an RBM by parallel "
+                                   "tempering (--method pt), which crosses between the modes "
+                                   "of a sharp model where plain Gibbs stays in one.")
     s.add_argument("model", help="model file (.safetensors) or run folder")
     s.add_argument("--n", type=int, default=100, help="number of samples (default: 100)")
     s.add_argument("--steps", type=int, default=1000,
-                   help="Gibbs steps, or tempering steps with --method pt (default: 1000)")
+                   help="Gibbs steps (a DBN: in its top RBM; a DBM: sweeps of every layer), or "
+                        "tempering steps with --method pt (default: 1000)")
     s.add_argument("--method", choices=["gibbs", "pt"], default="gibbs",
                    help="gibbs (block Gibbs chains) or pt (parallel tempering; default: gibbs)")
     s.add_argument("--replicas", type=int, default=None,
@@ -45,7 +53,8 @@ def register(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     s.add_argument("--mean", action="store_true",
-                   help="write E[v | h] of the last step instead of the sampled v")
+                   help="write E[v | h] (a DBN's or DBM's: E[v | h_1]) of the last step instead "
+                        "of the sampled v")
     s.add_argument("--model-space", action="store_true",
                    help="write the visible states as the model sees them (e.g. ±1 spins, "
                         "standardised values) instead of mapping them back to data space")
@@ -84,6 +93,24 @@ def draw_tempered(model, n: int, steps: int, replicas: int, generator):
     return v, model.visible_mean(h, check=False), [r if r == r else float("nan") for r in rates]
 
 
+@torch.no_grad()
+def draw_deep(model, n: int, steps: int, generator):
+    """``n`` samples of a DBN (:func:`boltzkit.samplers.dbn.generate`, ``steps`` Gibbs steps in
+    its top RBM) or a DBM (``steps`` block-Gibbs sweeps from visible fair coins). Returns
+    ``(v, v_mean)`` ``(n, n_visible)`` each: the sampled visible states and E[v | h_1] of the
+    last step."""
+    from ..models.dbn import DBN
+    from ..samplers import dbm, dbn
+
+    if isinstance(model, DBN):
+        return dbn.generate(model, n, steps, generator)
+    b = model.bias_0
+    start = torch.bernoulli(torch.full((n, model.n_visible), 0.5, dtype=b.dtype,
+                                       device=b.device), generator=generator)
+    xs = dbm.layers(model, dbm.run(model, dbm.init(model, start, generator), steps, generator))
+    return xs[0], model.layer_mean(0, xs, check=False)
+
+
 def image_shape(meta_extra, n_visible):
     """The image shape pictures of a model use: the one stored with it (``image_shape`` of the
     file's extra metadata, when it is ``[height, width]``, two positive integers whose product
@@ -108,24 +135,29 @@ def model_path(path):
     return p
 
 
-def read_model(path, command: str, device):
-    """``(file, metadata, model)`` of an RBM or ConvRBM file (or run folder) for ``command``;
-    one ValueError line for any other kind of model."""
+def read_model(path, command: str, device, kinds=MODEL_FILE_KINDS):
+    """``(file, metadata, model)`` of a model file (or run folder) for ``command``, whose
+    model class is one of ``kinds`` (class names, default :data:`MODEL_FILE_KINDS`); one
+    ValueError line for any other kind of model."""
     from ..io import load, read_metadata
 
     path = model_path(path)
     meta = read_metadata(path)
-    if meta["model"] not in MODEL_FILE_KINDS:
-        raise ValueError(f"model: 'boltzkit {command}' reads RBMs and ConvRBMs, {path} holds a "
+    if meta["model"] not in kinds:
+        names = [f"{k}s" for k in kinds]
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        raise ValueError(f"model: 'boltzkit {command}' reads {listed}, {path} holds a "
                          f"{meta['model']}")
     return path, meta, load(path, device=device)  # load checks the file's sizes first
 
 
 def product_work(model, rows: int) -> int:
     """Multiply-adds of one field computation for ``rows`` rows (the --threads rule): a dense
-    RBM's product, a ConvRBM's convolution."""
+    RBM's product, a ConvRBM's convolution, a DBN's or DBM's products of every weight."""
     if hasattr(model, "image_shape"):
         return rows * model.n_hidden * model.image_shape[0] * math.prod(model.filter_shape)
+    if hasattr(model, "sizes"):
+        return rows * sum(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
     return rows * model.n_visible * model.n_hidden
 
 
@@ -148,16 +180,20 @@ def sample_command(args) -> int:
     out = checks.output_file(args.out, "--out", (".npy", ".png"))
     path, meta, model = read_model(args.model, "sample", device)
     conv = hasattr(model, "image_shape")
-    if conv and args.method == "pt":
-        raise ValueError("--method pt: parallel tempering samples RBMs; a ConvRBM samples by "
-                         "block Gibbs (--method gibbs)")
+    deep = meta["model"] in DEEP_KINDS
+    if (conv or deep) and args.method == "pt":
+        raise ValueError(f"--method pt: parallel tempering samples RBMs; a {meta['model']} "
+                         f"samples by block Gibbs (--method gibbs)")
     apply_threads(args, product_work(model, chains), device)
     # the chains (visible, hidden, means, uniforms) and, for a picture, a grid of the samples
-    checks.memory(6 * 4 * chains * (model.n_visible + model.n_hidden),
+    width = sum(model.sizes) if deep else model.n_visible + model.n_hidden
+    checks.memory(6 * 4 * chains * width,
                   f"--n {args.n}" + (f" x --replicas {replicas}" if args.method == "pt" else "")
                   + ": the samples", device)
-    gen = torch.Generator(device=model.weight.device).manual_seed(args.seed)
-    if args.method == "pt":
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
+    if deep:
+        v, v_mean = draw_deep(model, args.n, args.steps, gen)
+    elif args.method == "pt":
         v, v_mean, rates = draw_tempered(model, args.n, args.steps, replicas, gen)
         print("swap acceptance per neighbour pair (beta = 1 first): "
               + " ".join(f"{r:.2f}" for r in rates))
@@ -165,7 +201,8 @@ def sample_command(args) -> int:
         v, v_mean = draw_samples(model, args.n, args.steps, gen)
     result = (v_mean if args.mean else v).cpu()
     result = result.reshape(result.shape[0], -1)  # a ConvRBM's images as rows
-    prep = meta["preparation"] or Preparation(model.visible, n_features=model.n_visible)
+    units = model.units if meta["model"] == "DBM" else model.visible
+    prep = meta["preparation"] or Preparation(units, n_features=model.n_visible)
     if not args.model_space:
         result = prep.inverse(result)
     if out.suffix == ".npy":

@@ -1,7 +1,8 @@
 """``evaluate``: every figure of one model on one data set, as a JSON-ready dict (the CLI's
-``boltzkit evaluate`` prints it). Models: RBMs of any unit pairing, and convolutional RBMs
+``boltzkit evaluate`` prints it). Models: RBMs of any unit pairing, convolutional RBMs
 (:class:`~boltzkit.models.ConvRBM`, data as images), whose free energies, reconstructions and
-pseudo-likelihood come from the model's own convolutions (see :func:`evaluate`)."""
+pseudo-likelihood come from the model's own convolutions (see :func:`evaluate`), and deep
+models: DBNs of two RBMs and DBMs (:mod:`boltzkit.evaluation.deep`)."""
 
 from __future__ import annotations
 
@@ -113,9 +114,19 @@ def _likelihood(model, data, log_z) -> LogLikelihood:
 @torch.no_grad()
 def evaluate(model, data: torch.Tensor, *, log_z: str = "auto", chains: int = 100,
              betas=None, seed: int = 0, base_data: Optional[torch.Tensor] = None,
-             pseudo_likelihood_method: str = "auto") -> dict:
-    """Evaluate ``model`` (an RBM, or a ConvRBM) on ``data`` ``(n, n_visible)`` (a ConvRBM's:
-    images ``(n, C, H, W)``), values on the visible support.
+             pseudo_likelihood_method: str = "auto", samples: Optional[int] = None,
+             sweeps: Optional[int] = None, raise_rows: Optional[int] = None) -> dict:
+    """Evaluate ``model`` (an RBM, a ConvRBM, a DBN of two RBMs or a DBM) on ``data`` ``(n,
+    n_visible)`` (a ConvRBM's: images ``(n, C, H, W)``), values on the visible support.
+
+    A DBN or a DBM gets its own figures (:func:`~boltzkit.evaluation.deep.evaluate_dbn`,
+    :func:`~boltzkit.evaluation.deep.evaluate_dbm`: bounds and importance-sampled estimates
+    of the log-likelihood with log Z exact, forward or reverse AIS; no pseudo-likelihood), and
+    takes ``samples`` (DBN: draws of ``h_1`` per row for the variational bound; DBM:
+    importance samples per row; default 100), and a DBM ``sweeps`` (Gibbs sweeps of the
+    reverse-AIS chains, default 5,000) and ``raise_rows`` (rows that also get RAISE, default
+    0); these three are refused (``ValueError``) for the models they do not apply to, as is
+    ``pseudo_likelihood_method`` other than ``"auto"`` for a deep model.
 
     A ConvRBM gets the same figures from its own convolutions: log Z exact when a layer can be
     enumerated (a pooled hidden layer counts ``P² + 1`` states per block), forward and reverse
@@ -150,8 +161,20 @@ def evaluate(model, data: torch.Tensor, *, log_z: str = "auto", chains: int = 10
     is -inf), ``log_likelihood`` and ``log_likelihood_std_error`` (nats per row, from the
     primary estimate: exact, else forward AIS, else reverse AIS), ``estimates`` (each method
     computed, with its own figures and seconds) and, when both AIS directions ran,
-    ``log_likelihood_bracket`` ``[reverse, forward]``.
+    ``log_likelihood_bracket`` ``[reverse, forward]``. A deep model's keys are listed in
+    :mod:`boltzkit.evaluation.deep`'s functions.
     """
+    from . import deep
+
+    if deep.is_deep(model):
+        return _clean(_evaluate_deep(model, data, log_z=log_z, chains=chains, betas=betas,
+                                     seed=seed, base_data=base_data,
+                                     pseudo_likelihood_method=pseudo_likelihood_method,
+                                     samples=samples, sweeps=sweeps, raise_rows=raise_rows))
+    for name, value in (("samples", samples), ("sweeps", sweeps), ("raise_rows", raise_rows)):
+        if value is not None:
+            raise ValueError(f"{name}: for DBN and DBM models only, got a "
+                             f"{type(model).__name__}")
     _check_model(model)
     seed = _validation.seed(seed)
     if log_z not in LOG_Z_METHODS:
@@ -220,3 +243,25 @@ def evaluate(model, data: torch.Tensor, *, log_z: str = "auto", chains: int = 10
         out["log_likelihood_bracket"] = [estimates["reverse-ais"]["log_likelihood"],
                                          estimates["ais"]["log_likelihood"]]
     return _clean(out)
+
+
+def _evaluate_deep(model, data, *, log_z, chains, betas, seed, base_data,
+                   pseudo_likelihood_method, samples, sweeps, raise_rows) -> dict:
+    from ..models.dbn import DBN
+    from . import deep
+
+    if pseudo_likelihood_method != "auto":
+        raise ValueError(f"pseudo_likelihood_method: for RBMs and ConvRBMs only (a "
+                         f"{type(model).__name__} has no pseudo-likelihood here), got "
+                         f"{pseudo_likelihood_method!r}")
+    samples = deep.DEFAULT_SAMPLES if samples is None else samples
+    if isinstance(model, DBN):
+        for name, value in (("sweeps", sweeps), ("raise_rows", raise_rows)):
+            if value is not None:
+                raise ValueError(f"{name}: for DBM models only, got a DBN")
+        return deep.evaluate_dbn(model, data, log_z=log_z, chains=chains, betas=betas,
+                                 seed=seed, base_data=base_data, samples=samples)
+    return deep.evaluate_dbm(model, data, log_z=log_z, chains=chains, betas=betas, seed=seed,
+                             base_data=base_data, samples=samples,
+                             sweeps=deep.DEFAULT_SWEEPS if sweeps is None else sweeps,
+                             raise_rows=0 if raise_rows is None else raise_rows)
