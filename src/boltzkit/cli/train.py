@@ -59,6 +59,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -85,7 +86,7 @@ HELD_OUT = {"digits": "test", "mnist": "test", "binarized-mnist": "valid", "patc
 # a user gave can be told apart (a resumed run takes its settings from run.json)
 # (None: a default that depends on the model, see MODEL_DEFAULTS)
 TRAIN_DEFAULTS = {
-    "model": "rbm", "data": "digits", "split": "train", "hidden": 64,
+    "model": "rbm", "data": "digits", "split": "train", "hidden": None,
     "visible_units": "bernoulli", "hidden_units": "bernoulli", "binarize": "threshold",
     "method": None, "k": 1, "chains": None, "replicas": None, "centering": None, "settle": 5,
     "collect": 5, "rule": "sgd", "epochs": 30, "batch_size": None, "lr": None,
@@ -97,6 +98,8 @@ TRAIN_DEFAULTS = {
     # --model conv
     "filters": None, "filter_size": None, "pool": None, "sparsity": None,
     "sparsity_cost": None, "image_shape": None,
+    # --model dbn and dbm
+    "features": None, "pretrain_epochs": None, "pretrain_lr": None, "mf_steps": None,
 }
 # The rbm defaults were chosen by measurement (BENCHMARKS.md, "Defaults study"): on binarized
 # MNIST with 500 hidden units, 10 epochs of centered PCD-1 at batch 100 and a learning rate of
@@ -107,10 +110,10 @@ TRAIN_DEFAULTS = {
 # updates an epoch and a model 2.5 nats worse than batch 20). The bm keeps the settings of the
 # 1985 experiments.
 MODEL_DEFAULTS = {
-    "rbm": {"method": "pcd", "centering": 0.01, "batch_size": "auto", "lr": 0.1,
+    "rbm": {"hidden": 64, "method": "pcd", "centering": 0.01, "batch_size": "auto", "lr": 0.1,
             "lr_schedule": "linear"},
-    "bm": {"method": "two-phase", "centering": 0.0, "batch_size": 20, "lr": 0.05,
-           "lr_schedule": "constant"},
+    "bm": {"hidden": 64, "method": "two-phase", "centering": 0.0, "batch_size": 20,
+           "lr": 0.05, "lr_schedule": "constant"},
     # The conv defaults follow Lee et al. (2009: CD-1, 2 x 2 probabilistic max-pooling, a
     # sparsity target) with the learning rate and the regulariser's weight chosen on MNIST
     # (BENCHMARKS.md, "Convolutional RBM"): 24 filters of 9 x 9, 3 epochs of CD-1 on 10,000
@@ -123,6 +126,19 @@ MODEL_DEFAULTS = {
     "conv": {"method": "cd", "centering": 0.0, "batch_size": "auto", "lr": "auto",
              "lr_schedule": "constant", "filters": 24, "filter_size": "auto", "pool": 2,
              "sparsity": 0.02, "sparsity_cost": 300.0},
+    # A DBN trains every layer as --model rbm would (--epochs each), the next one on the
+    # hidden means of the one below (Hinton et al. 2006; --features sample: one binary draw per
+    # row instead).
+    "dbn": {"hidden": [64, 64], "method": "pcd", "centering": 0.01, "batch_size": "auto",
+            "lr": 0.1, "lr_schedule": "linear", "features": "mean"},
+    # A DBM follows Salakhutdinov & Hinton (2009) at the settings measured on MNIST
+    # (BENCHMARKS.md, "Deep Boltzmann machine"): --pretrain-epochs of CD-1 at --pretrain-lr
+    # 0.05 per module with the doubled inputs, then --epochs of joint training, a mean-field
+    # positive phase (--mf-steps 10) against --chains persistent chains (--k sweeps per update),
+    # lr 0.005 decaying linearly to 0.
+    "dbm": {"hidden": [64, 64], "method": "pcd", "centering": 0.0, "batch_size": "auto",
+            "lr": 0.005, "lr_schedule": "linear", "features": "mean", "pretrain_epochs": 20,
+            "pretrain_lr": 0.05, "mf_steps": 10},
 }
 # --model conv's --lr auto: this over the number of positions of a hidden map, since a filter's
 # gradient sums over them: 0.001 for MNIST's 20 x 20 maps (the rate chosen above); 0.011 for
@@ -134,7 +150,8 @@ CONV_LR_PER_MAP = 0.4
 CONV_GAUSSIAN_LR_SCALE = 0.1
 # the options only some kinds of model take (MODEL_KINDS says which)
 KIND_OPTIONS = ("hidden", "hidden_units", "k", "replicas", "centering", "settle", "collect",
-                "filters", "filter_size", "pool", "sparsity", "sparsity_cost", "image_shape")
+                "filters", "filter_size", "pool", "sparsity", "sparsity_cost", "image_shape",
+                "features", "pretrain_epochs", "pretrain_lr", "mf_steps")
 # what --resume may change: how far to train, and how it is shown
 RESUME_OPTIONS = ("epochs", "no_progress")
 
@@ -154,8 +171,10 @@ def register(sub) -> None:
                    + " (default: rbm)")
     p.add_argument("--data", help=f"{DATA_CHOICES} (default: {d['data']})")
     p.add_argument("--split", help="data split (default: train)")
-    p.add_argument("--hidden", type=int, help=f"hidden units, rbm and bm (default: "
-                                               f"{d['hidden']}; a conv RBM has --filters maps)")
+    p.add_argument("--hidden", metavar="N|N1,N2,...",
+                   help="hidden units: one number for an rbm and a bm (default: 64); one per "
+                        "hidden layer, bottom first, for a dbn and a dbm, e.g. 500,2000 "
+                        "(default: 64,64); a conv RBM has --filters maps")
     p.add_argument("--visible-units",
                    help=f"{', '.join(UNIT_NAMES)}, softmax:K or gaussian:learned (learned "
                         f"variances; gaussian:learned:F floors them at F) (default: bernoulli; a "
@@ -252,6 +271,21 @@ def register(sub) -> None:
                       help="the images' shape, for data files of rows (n, C*H*W) (default: "
                            "square one-channel images; a .npy of shape (n, C, H, W) gives its "
                            "own)")
+    deep = p.add_argument_group("--model dbn and dbm (trained one layer at a time)")
+    deep.add_argument("--features", choices=["mean", "sample"],
+                      help="what the next layer trains on: the hidden conditional means of the "
+                           "layer below, or one binary draw of them per row (default: mean)")
+    deep.add_argument("--pretrain-epochs", type=int, metavar="N",
+                      help="dbm: epochs of CD-1 for each pre-training module (default: "
+                           f"{MODEL_DEFAULTS['dbm']['pretrain_epochs']}); --epochs is the joint "
+                           "training's")
+    deep.add_argument("--pretrain-lr", type=float, metavar="LR",
+                      help=f"dbm: the pre-training's learning rate (default: "
+                           f"{MODEL_DEFAULTS['dbm']['pretrain_lr']}; --lr is the joint "
+                           f"training's, default {MODEL_DEFAULTS['dbm']['lr']})")
+    deep.add_argument("--mf-steps", type=int, metavar="N",
+                      help=f"dbm: mean-field sweeps of the positive phase per batch (default: "
+                           f"{MODEL_DEFAULTS['dbm']['mf_steps']})")
     p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
                    help="under torchrun: seconds a process waits for the others before the run "
                         "is given up (default: 120)")
@@ -274,13 +308,27 @@ def _or_auto(kind, expected: str):
 
 
 _int_or_auto = _or_auto(int, "a positive integer or auto")            # --filter-size
+
+
+def _hidden_sizes(text: str):
+    """--hidden as given on the command line: ``N`` (an int) or ``N1,N2,...`` (a list of
+    ints; their ranges are checked by :func:`_check_hidden`)."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--hidden: expected N or N1,N2,... (integers), got "
+                         f"{text[:40]!r}") from None
+    return sizes[0] if len(sizes) == 1 else sizes
 _float_or_auto = _or_auto(float, "a number (or auto, --model conv)")   # --lr
 
 
 # -- settings --------------------------------------------------------------------------------
 def _given(args) -> dict:
-    """The run settings the user gave on the command line."""
-    return {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
+    """The run settings the user gave on the command line (--hidden as numbers)."""
+    given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
+    if isinstance(given.get("hidden"), str):
+        given["hidden"] = _hidden_sizes(given["hidden"])
+    return given
 
 
 def _resolve(settings: dict) -> dict:
@@ -291,7 +339,7 @@ def _resolve(settings: dict) -> dict:
         s["centering"] = 0.0
     for name, value in MODEL_DEFAULTS.get(s["model"], MODEL_DEFAULTS["rbm"]).items():
         if s[name] is None:
-            s[name] = value
+            s[name] = list(value) if isinstance(value, list) else value
     if s["monitor_every"] is None:
         grey = s["binarize"] == "none" and \
             str(s["visible_units"]).split(":")[0] in ("bernoulli", "binary", "spin", "ising")
@@ -331,13 +379,15 @@ def _check(s: dict) -> None:
             get_units(s[name])
         except ValueError as err:
             raise ValueError(f"{option(name)}: {str(err).split(': ', 1)[-1]}") from None
-    for name in ("hidden", "k", "epochs", "batch_size", "sample_steps", "settle", "collect",
-                 "monitor_every", "monitor_rows"):
+    _check_hidden(s)
+    for name in ("k", "epochs", "batch_size", "sample_steps", "settle", "collect",
+                 "monitor_every", "monitor_rows", "pretrain_epochs", "mf_steps"):
         v = s[name]
         if name == "batch_size" and v == "auto":  # resolved once the data are loaded
             continue
-        low = 0 if name in ("settle", "monitor_every") or \
-            (name == "hidden" and s["model"] == "bm") else 1
+        if v is None and name in ("pretrain_epochs", "mf_steps"):  # not this kind's
+            continue
+        low = 0 if name in ("settle", "monitor_every", "mf_steps") else 1
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             want = "a positive integer" if low else "an integer >= 0"
             raise ValueError(f"{option(name)}: expected {want}, got {v!r}")
@@ -353,8 +403,12 @@ def _check(s: dict) -> None:
             not 0 <= c <= 1:
         raise ValueError(f"--centering: expected a rate in (0, 1] (or --no-centering), got "
                          f"{c!r}")
-    for name in ("lr", "momentum", "weight_decay"):
+    if s["features"] not in (None, "mean", "sample"):
+        raise ValueError(f"--features: expected mean or sample, got {s['features']!r}")
+    for name in ("lr", "momentum", "weight_decay", "pretrain_lr"):
         v = s[name]
+        if v is None and name == "pretrain_lr":
+            continue
         if name == "lr" and v == "auto" and s["model"] == "conv":  # resolved with the model
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
@@ -393,7 +447,7 @@ def _check(s: dict) -> None:
     unused.update({"chains": s["method"] == "cd",
                    "replicas": unused["replicas"] or s["method"] != "pt",
                    "momentum": s["rule"] == "sign",
-                   "max_step_norm": s["rule"] == "sign" or s["model"] == "conv",
+                   "max_step_norm": s["rule"] == "sign" or s["model"] in ("conv", "dbm"),
                    "monitor_rows": s["monitor_every"] == 0,
                    "binarize": s["visible_units"].split(":")[0] not in ("bernoulli", "binary",
                                                                          "spin", "ising")})
@@ -405,11 +459,42 @@ def _check(s: dict) -> None:
                  "replicas": "only --method pt has a temperature ladder",
                  "momentum": "--rule sign takes fixed steps",
                  "max_step_norm": "--rule sign takes fixed steps" if s["rule"] == "sign" else
-                 "a conv RBM's filters are not columns of a weight matrix",
+                 "a conv RBM's filters are not columns of a weight matrix"
+                 if s["model"] == "conv" else "a dbm's joint update has no column bound",
                  "binarize": f"{s['visible_units']} visible units take the data as they are",
                  "monitor_rows": "the held-out monitor is off for this run (--monitor-every 0)",
                  }[name]
             raise ValueError(f"{option(name)}: {why}")
+
+
+def _check_hidden(s: dict) -> None:
+    """--hidden: one number of units for the kinds with one hidden layer (an integer >= 0 for
+    a bm, which may have none), a list of them, bottom first, for a dbn and a dbm (a single
+    number there: one hidden layer; normalised to a list)."""
+    h, model = s["hidden"], s["model"]
+
+    def count(v, low=1):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    if model in ("dbn", "dbm"):
+        sizes = [h] if count(h, -math.inf) else h
+        if not isinstance(sizes, list) or not 1 <= len(sizes) <= 63 or \
+                not all(count(n) for n in sizes):
+            raise ValueError(f"--hidden: expected N1,N2,... (positive integers, one per hidden "
+                             f"layer, bottom first), got {_sizes_text(h)}")
+        s["hidden"] = sizes
+    elif "hidden" in MODEL_KINDS[model].options:
+        if isinstance(h, list):
+            raise ValueError(f"--hidden: {MODEL_KINDS[model].noun} has one hidden layer; "
+                             f"expected one number, got {_sizes_text(h)} (layers of hidden "
+                             f"units: --model dbn or dbm)")
+        if not count(h, 0 if model == "bm" else 1):
+            want = "an integer >= 0" if model == "bm" else "a positive integer"
+            raise ValueError(f"--hidden: expected {want}, got {h!r}")
+
+
+def _sizes_text(h) -> str:
+    return ",".join(map(str, h)) if isinstance(h, list) else repr(h)
 
 
 def _either(names) -> str:
@@ -495,11 +580,70 @@ class _RunFile(Callback):
         _write_json(self.path, {"settings": self.settings})
 
 
+def _tagged(history, stage: Optional[str]) -> list:
+    """A stage's per-epoch records, each with ``"stage": stage`` (as they are for None)."""
+    return list(history) if stage is None else [dict(h, stage=stage) for h in history]
+
+
+def _stage_names(folder: Path) -> list:
+    """The stage subfolders a dbn or dbm run has in ``folder``, in training order."""
+    def order(p):
+        return (1, 0) if p.name == "joint" else (0, int(p.name.split("-")[1]))
+
+    try:
+        found = [p for p in folder.iterdir() if p.is_dir() and (
+            p.name == "joint" or (p.name.startswith("layer-") and p.name[6:].isdigit()))]
+    except OSError:
+        return []
+    return [p.name for p in sorted(found, key=order)]
+
+
+def _remove_run_files(folder: Path) -> None:
+    """Remove a run's files from ``folder`` (and its stages' from their subfolders, which go
+    when empty); nothing else."""
+    for stage in _stage_names(folder):
+        for name in RUN_FILES:
+            (folder / stage / name).unlink(missing_ok=True)
+        try:
+            (folder / stage).rmdir()
+        except OSError:
+            pass
+    for name in RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+
+
+def _stage_status(args, given: dict, s: dict, where: Path, stage, folder: Path, staged: bool):
+    """``(resume, finished, started)`` of a stage of a run: the state file to continue from (or
+    None), and the lines to say when it has finished or is taken up (None: nothing to say; a
+    finished stage of a dbn or dbm is kept as it is). One line naming --epochs when the run
+    has trained further than it asks."""
+    from ..training import TrainState
+
+    if args.resume is None:
+        return None, None, None
+    state_file = where / "train_state.safetensors"
+    if not state_file.exists():
+        return None, None, None if staged else \
+            f"resuming {folder}: no epoch had finished, starting from the beginning"
+    progress = TrainState.read_metadata(state_file)["progress"]
+    done = (progress.get("epoch"), progress.get("batch"))
+    label = "" if stage.name is None else f" ({stage.name})"
+    if "epochs" in given and stage.epochs_option == "epochs" and (
+            given["epochs"] < done[0] or (given["epochs"] == done[0] and done[1])):
+        raise ValueError(f"--epochs: the run has trained {done[0]} epochs"
+                         f"{f' and {done[1]} batches' if done[1] else ''}{label}; "
+                         f"expected more, got {given['epochs']}")
+    if done[0] >= stage.epochs and not done[1]:
+        return None, (f"{folder}: the run has finished its {done[0]} epochs; train it "
+                      f"further with --resume {folder} --epochs N (N > {done[0]})"), None
+    at = f"epoch {done[0]}" + (f", batch {done[1]}" if done[1] else "")
+    return state_file, None, f"resuming {folder} at {at} of {stage.epochs}{label}"
+
+
 def _remove_run(folder: Path, created: bool) -> None:
     """Remove the files a run that produced nothing wrote (and its folder, if this run made
     it)."""
-    for name in RUN_FILES:
-        (folder / name).unlink(missing_ok=True)
+    _remove_run_files(folder)
     if created:
         try:
             folder.rmdir()
@@ -508,13 +652,16 @@ def _remove_run(folder: Path, created: bool) -> None:
 
 
 class _MetricsWriter(Callback):
-    """Rewrites metrics.json after every epoch (atomically), so a killed run keeps its figures."""
+    """Rewrites metrics.json after every epoch (atomically), so a killed run keeps its figures.
+    In a run of stages, ``before`` holds the records of the stages that have finished and every
+    record of this one gets ``"stage": stage``."""
 
-    def __init__(self, path, settings):
-        self.path, self.settings = path, settings
+    def __init__(self, path, settings, before=(), stage: Optional[str] = None):
+        self.path, self.settings, self.before, self.stage = path, settings, before, stage
 
     def on_epoch_end(self, state):
-        _write_json(self.path, {"settings": self.settings, "epochs": state.history})
+        _write_json(self.path, {"settings": self.settings,
+                                "epochs": [*self.before, *_tagged(state.history, self.stage)]})
 
     def on_fit_end(self, state):
         if state.history:
@@ -536,16 +683,123 @@ def _build(s: dict, device: torch.device):
     if s["batch_size"] == "auto":  # recorded in run.json as the number it became
         s["batch_size"] = 100 if x.shape[0] >= 10000 else 20
     model, estimator, x = kind.build(s, x, gen, shape, device)
-    update = SignStep(s["weight_decay"]) if s["rule"] == "sign" else \
-        SGD(s["momentum"], s["weight_decay"],
-            lr_scale={"visible_log_variance": VARIANCE_LR_SCALE}
-            if hasattr(model, "visible_log_variance") else None,
-            max_step_norm=s["max_step_norm"])
+    update = SignStep(s["weight_decay"]) if s["rule"] == "sign" else _sgd(s, model)
     model.to(device)
-    x = estimator.check_data(model, x)
+    x = x.to(device) if estimator is None else estimator.check_data(model, x)
     if device.type != "cpu":
         gen = torch.Generator(device=device).manual_seed(s["seed"])
     return ds, prep, x, model, estimator, update, gen
+
+
+def _sgd(s: dict, model):
+    """The run's SGD rule for ``model`` (a learned variance moves at its own rate)."""
+    from ..training import SGD
+
+    return SGD(s["momentum"], s["weight_decay"],
+               lr_scale={"visible_log_variance": VARIANCE_LR_SCALE}
+               if hasattr(model, "visible_log_variance") else None,
+               max_step_norm=s["max_step_norm"])
+
+
+# -- the stages of a run ---------------------------------------------------------------------
+@dataclasses.dataclass
+class Stage:
+    """One call of :func:`boltzkit.training.fit` in a run. A run of an rbm, a bm or a conv RBM
+    is one stage whose files are the run folder's own (``name`` None); a dbn or a dbm trains
+    one stage per layer (``layer-1``, ``layer-2``, ...; a dbm then ``joint``), each in the
+    subfolder of its name, and the run folder's model.safetensors is written when the last one
+    ends. ``data_visible``: the stage's model has the run's visible layer (its model file gets
+    the preparation record); ``source``: what it trains on, in words."""
+
+    name: Optional[str]
+    title: str
+    model: object
+    data: object
+    estimator: object
+    update: object
+    epochs: int
+    lr: float
+    lr_schedule: str
+    generator: object
+    init_visible_bias: bool = True
+    model_file: bool = True
+    data_visible: bool = True
+    epochs_option: str = "epochs"  # the setting its epochs come from (what --resume may extend)
+    source: str = "{data}"  # what it trains on, for the start line ({data}: the data set)
+
+
+def _stage_generator(s: dict, *key: int) -> torch.Generator:
+    """A generator of its own for a stage of a run (NumPy's SeedSequence mixes the seed and
+    ``key``), so that any stage can be taken up again without the ones before it."""
+    import numpy as np
+
+    hi, lo = np.random.SeedSequence([s["seed"], *key]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(((int(hi) << 32) | int(lo)) >> 1)
+
+
+def _one_stage(s, model, estimator, update, x, gen):
+    yield Stage(None, "", model, x, estimator, update, s["epochs"], s["lr"], s["lr_schedule"],
+                gen)
+
+
+def _on_device(gen, device, seed_from: torch.Generator) -> torch.Generator:
+    if device.type == "cpu":
+        return gen
+    return torch.Generator(device=device).manual_seed(seed_from.initial_seed())
+
+
+_FEATURES = {"mean": "means", "sample": "samples"}
+
+
+def _stages_dbn(s, model, estimator, update, x, gen):
+    from ..training.greedy import dbn_stages
+
+    device = x.device
+    plan = dbn_stages(model, x, features=s["features"],
+                      generator=lambda l: _on_device(_stage_generator(s, 2, l), device,
+                                                     _stage_generator(s, 2, l)))
+    for st in plan:
+        g = _stage_generator(s, 3, st.index)
+        yield Stage(st.name, f"a {_describe_rbm(st.model)} (layer {st.index + 1} of "
+                             f"{model.n_rbms})", st.model, st.data,
+                    _rbm_estimator(s), _sgd(s, st.model), s["epochs"], s["lr"],
+                    s["lr_schedule"], _on_device(g, device, g),
+                    init_visible_bias=st.init_visible_bias, data_visible=st.index == 0,
+                    source="{data}" if st.index == 0 else
+                    f"layer-{st.index}'s hidden {_FEATURES[s['features']]}")
+
+
+def _stages_dbm(s, model, estimator, update, x, gen):
+    from ..training import CD, SGD
+    from ..training.greedy import DBMPretraining
+
+    device = x.device
+    plan = DBMPretraining(x, model.sizes, features=s["features"],
+                          generator=lambda l: _on_device(_stage_generator(s, 2, l), device,
+                                                         _stage_generator(s, 2, l)))
+    for st in plan:
+        g = _stage_generator(s, 3, st.index)
+        doubled = "" if model.n_layers == 2 else \
+            " with its visible layer doubled" if st.index == 0 else \
+            " with its hidden layer doubled" if st.index == model.n_layers - 2 else \
+            ", its weights halved into the DBM,"
+        yield Stage(st.name, f"a {model.sizes[st.index]}x{model.sizes[st.index + 1]} RBM"
+                             f"{doubled} (pre-training module {st.index + 1} of "
+                             f"{model.n_layers - 1})", st.model, st.data, CD(1),
+                    SGD(s["momentum"], s["weight_decay"]), s["pretrain_epochs"],
+                    s["pretrain_lr"], "constant", _on_device(g, device, g),
+                    model_file=False, data_visible=False, epochs_option="pretrain_epochs",
+                    source="{data} (twice)" if st.index == 0 else
+                    f"layer-{st.index}'s hidden {_FEATURES[s['features']]}")
+    with torch.no_grad():
+        for name, value in plan.model.state_dict().items():
+            model.get_parameter(name).copy_(value)
+    g = _stage_generator(s, 3, model.n_layers - 1)
+    # (the pre-trained visible biases are kept: fit's base-rate start would undo them)
+    yield Stage("joint", f"the {_describe_dbm(model)}, all layers jointly", model, x,
+                estimator, update,
+                s["epochs"], s["lr"], s["lr_schedule"], _on_device(g, device, g),
+                init_visible_bias=False)
 
 
 # -- the kinds of model ----------------------------------------------------------------------
@@ -573,18 +827,56 @@ def _chains_memory(s: dict, width: int, device) -> None:
 
 def _build_rbm(s: dict, x, gen, shape, device):
     from ..models import RBM
-    from ..training import CD, PCD, PT, Centered
 
     # parameters, momentum, gradient, two file copies
     checks.memory(5 * 4 * x.shape[1] * s["hidden"] + 4 * x.numel(),
                   f"--hidden {s['hidden']}: the model's tensors", device)
     _chains_memory(s, x.shape[1] + s["hidden"], device)
     model = RBM(x.shape[1], s["hidden"], s["visible_units"], s["hidden_units"], generator=gen)
+    return model, _rbm_estimator(s), x
+
+
+def _rbm_estimator(s: dict):
+    """The estimator an rbm (and every layer of a dbn) trains with."""
+    from ..training import CD, PCD, PT, Centered
+
     estimator = CD(s["k"]) if s["method"] == "cd" else PCD(s["k"], s["chains"]) \
         if s["method"] == "pcd" else PT(s["k"], s["chains"], s["replicas"])
     if s["centering"]:
         estimator = Centered(estimator, rate=s["centering"])
-    return model, estimator, x
+    return estimator
+
+
+def _weights_memory(s: dict, sizes, x, device) -> None:
+    """A stack's parameters, momentum, gradient and two file copies, and one layer's
+    features, before any is made."""
+    n_weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    checks.memory(5 * 4 * n_weights + 4 * x.shape[0] * (x.shape[1] + max(sizes[1:])),
+                  f"--hidden {_sizes_text(s['hidden'])}: the model's tensors", device)
+    _chains_memory(s, sum(sizes) if s["model"] == "dbm" else max(
+        a + b for a, b in zip(sizes[:-1], sizes[1:])), device)
+
+
+def _build_dbn(s: dict, x, gen, shape, device):
+    from ..models import DBN
+
+    sizes = [x.shape[1], *s["hidden"]]
+    _weights_memory(s, sizes, x, device)
+    try:
+        model = DBN(sizes, s["visible_units"], generator=gen)
+    except ValueError as err:
+        raise ValueError(f"--visible-units: {str(err).split(': ', 1)[-1]}") from None
+    return model, None, x
+
+
+def _build_dbm(s: dict, x, gen, shape, device):
+    from ..models import DBM
+    from ..training.estimators import MeanFieldPCD
+
+    sizes = [x.shape[1], *s["hidden"]]
+    _weights_memory(s, sizes, x, device)
+    model = DBM(sizes, generator=gen)
+    return model, MeanFieldPCD(s["k"], s["chains"], mf_steps=s["mf_steps"]), x
 
 
 def _build_bm(s: dict, x, gen, shape, device):
@@ -741,6 +1033,33 @@ def _describe_conv(model) -> str:
             f"{model.visible.spec()} images{pool})")
 
 
+def _describe_dbn(model) -> str:
+    return f"{'-'.join(map(str, model.sizes))} {model.visible.spec()} DBN"
+
+
+def _describe_dbm(model) -> str:
+    return f"{'-'.join(map(str, model.sizes))} DBM"
+
+
+def _pictures_deep(m, s, meta, prep, folder: Path, gen) -> None:
+    """A dbn's or dbm's filters.png (the bottom layer's weights) and samples.png (a dbn: Gibbs
+    in the top RBM and a pass down; a dbm: odd/even Gibbs sweeps from random states; E[v | the
+    layer above] shown)."""
+    from .. import plots
+    from ..models import DBN
+    from .rbm import draw_deep, image_shape
+
+    shape = image_shape(meta, m.n_visible)
+    plots.filters(m.weight_0.detach(), shape, folder / "filters.png",
+                  title=f"bottom-layer filters of {m.sizes[1]} hidden units")
+    steps = s["sample_steps"]
+    _, shown = draw_deep(m, 100, steps, gen)
+    what = f"Gibbs samples of the top RBM after {steps} steps, passed down" \
+        if isinstance(m, DBN) else f"odd/even Gibbs samples after {steps} sweeps"
+    plots.sample_grid(prep.inverse(shown), shape, folder / "samples.png",
+                      title=f"{what} (E[v | h_1])")
+
+
 def _pictures_rbm(m, s, meta, prep, folder: Path, gen) -> None:
     from .. import plots
     from .rbm import draw_samples, image_shape
@@ -814,7 +1133,9 @@ class ModelKind:
     build(s, x, generator, shape, device) -> (model, estimator, training data);
     work(s, x, model) -> multiply-adds of one batch's product (the --threads rule);
     describe(model) -> text; pictures(model, s, meta, prep, folder, generator): filters.png
-    and samples.png; callbacks(s, x) -> the kind's own per-epoch figures."""
+    and samples.png; callbacks(s, x) -> the kind's own per-epoch figures;
+    stages(s, model, estimator, update, x, generator) -> the :class:`Stage` s of a run, in
+    order (default: one, the model itself)."""
 
     help: str
     noun: str
@@ -829,8 +1150,10 @@ class ModelKind:
     describe: object
     pictures: object
     callbacks: object = lambda s, x: []
+    stages: object = _one_stage
 
 
+_DEEP_OPTIONS = frozenset({"hidden", "k", "features"})
 MODEL_KINDS = {
     "rbm": ModelKind(
         help="a restricted Boltzmann machine", noun="an rbm", methods=("cd", "pcd", "pt"),
@@ -856,6 +1179,21 @@ MODEL_KINDS = {
                               * math.prod(m.filter_shape)),
         describe=_describe_conv, pictures=_pictures_conv,
         callbacks=lambda s, x: [_ConvFigures(x)]),
+    "dbn": ModelKind(
+        help="a deep belief net: a stack of RBMs trained greedily, one layer at a time",
+        noun="a dbn", methods=("cd", "pcd", "pt"), visible_units=(),
+        options=_DEEP_OPTIONS | {"replicas", "centering"}, monitor="never", load=_load_rows,
+        prepare=_fit_preparation, build=_build_dbn,
+        work=lambda s, x, m: s["batch_size"] * max(a * b for a, b in zip(m.sizes, m.sizes[1:])),
+        describe=_describe_dbn, pictures=_pictures_deep, stages=_stages_dbn),
+    "dbm": ModelKind(
+        help="a deep Boltzmann machine with binary units: greedy pre-training with doubled "
+             "inputs, then joint training (mean-field positive phase, persistent chains)",
+        noun="a dbm", methods=("pcd",), visible_units=("bernoulli",),
+        options=_DEEP_OPTIONS | {"pretrain_epochs", "pretrain_lr", "mf_steps"},
+        monitor="never", load=_load_rows, prepare=_fit_preparation, build=_build_dbm,
+        work=lambda s, x, m: s["batch_size"] * sum(a * b for a, b in zip(m.sizes, m.sizes[1:])),
+        describe=_describe_dbm, pictures=_pictures_deep, stages=_stages_dbm),
 }
 
 
@@ -946,11 +1284,21 @@ def _command(args, group) -> int:
             raise ValueError(f"--resume: the run's settings are in {Path(args.resume) / RUN_FILE}"
                              f"; only --epochs may change, got --{extra[0].replace('_', '-')}")
         folder = Path(args.resume)
-        s = _resolve(dict(_read_run(folder), **{k: given[k] for k in given if k == "epochs"}))
+        stored = _read_run(folder)
+        if stored.get("model") == "dbn" and "epochs" in given and \
+                given["epochs"] != stored.get("epochs", TRAIN_DEFAULTS["epochs"]):
+            raise ValueError(f"--epochs: a dbn trains every layer for --epochs "
+                             f"({stored.get('epochs', TRAIN_DEFAULTS['epochs'])} in this run), "
+                             f"and a layer trained further would change the ones above it; "
+                             f"start a new run instead")
+        s = _resolve(dict(stored, **{k: given[k] for k in given if k == "epochs"}))
     else:
         s = _resolve(given)
         folder = Path(args.out) if args.out else _default_folder(s)
     _check(s)
+    if group is not None and MODEL_KINDS[s["model"]].stages is not _one_stage:
+        raise ValueError(f"--model {s['model']}: trains in one process (its layers one after "
+                         f"another); start it without torchrun")
     device = checks.device(s["device"])
     if group is not None and device.type == "cuda":  # each process takes its own GPU
         if device.index is not None:
@@ -1027,37 +1375,7 @@ def _train(args, given, s, folder, device, option, run: dict, group=None) -> int
             folder.mkdir(parents=True, exist_ok=True)
             if not locked:
                 held.enter_context(FolderLock(folder, what=option))
-        state_file = folder / "train_state.safetensors"
-        resume, finished, started = None, None, None
-        if args.resume is not None:
-            if state_file.exists():
-                progress = TrainState.read_metadata(state_file)["progress"]
-                done = (progress.get("epoch"), progress.get("batch"))
-                if "epochs" in given and (given["epochs"] < done[0] or
-                                          (given["epochs"] == done[0] and done[1])):
-                    raise ValueError(f"--epochs: the run has trained {done[0]} epochs"
-                                     f"{f' and {done[1]} batches' if done[1] else ''}; "
-                                     f"expected more, got {given['epochs']}")
-                if done[0] >= s["epochs"] and not done[1]:
-                    finished = (f"{folder}: the run has finished its {done[0]} epochs; train it "
-                                f"further with --resume {folder} --epochs N (N > {done[0]})")
-                else:
-                    resume = state_file
-                    where = f"epoch {done[0]}" + (f", batch {done[1]}" if done[1] else "")
-                    started = f"resuming {folder} at {where} of {s['epochs']}"
-            else:
-                started = (f"resuming {folder}: no epoch had finished, starting from the "
-                           f"beginning")
-        if group is not None:
-            group.agree()  # every process could set the run up (else: the first one says why)
-        if finished:
-            say(finished)
-            return 0
-        if started:
-            say(started)
-        elif args.overwrite and lead:
-            for name in RUN_FILES:
-                (folder / name).unlink(missing_ok=True)
+        staged = kind.stages is not _one_stage
         # (a ConvRBM's images are drawn with their channels one above the other)
         picture = (model.image_shape[0] * model.image_shape[1], model.image_shape[2]) \
             if hasattr(model, "image_shape") else ds.image_shape
@@ -1069,73 +1387,142 @@ def _train(args, given, s, folder, device, option, run: dict, group=None) -> int
         # (process 0 writes run.json and metrics.json; every process takes part in the
         # checkpoints, which gather the chains of all)
         writer = (lambda cb: cb) if group is None else rank_zero
-        callbacks = [*monitor, *kind.callbacks(s, x), writer(_RunFile(folder / RUN_FILE, s)),
-                     Checkpoint(folder, metadata=meta, preparation=prep),
-                     writer(_MetricsWriter(folder / "metrics.json", s))]
         over = "" if group is None else f" over {group.world_size} processes"
-        say(f"training {_describe(model)} on {ds.name} ({x.shape[0]} rows), {estimator}, "
-            f"{s['epochs']} epochs{over} -> {folder}")
-        try:
-            state = fit(model, x, estimator=estimator, update=update, epochs=s["epochs"],
-                        batch_size=s["batch_size"], lr=s["lr"], lr_schedule=s["lr_schedule"],
-                        generator=gen, callbacks=callbacks, resume=resume,
-                        progress=not (args.no_progress or False), distributed=group)
-        except FloatingPointError:
-            # (removed by train_command once the lock is released)
-            run["empty"] = lead and args.resume is None and \
-                not (folder / "model.safetensors").exists()
-            raise
-        if state.interrupted:
-            where = f"epoch {state.epoch}" + (f" and {state.batch} batches of the next"
-                                              if state.batch else "")
-            kept = (f"{folder}/model.safetensors holds epoch {state.epoch}" if state.epoch
-                    else "no epoch had finished")
-            again = "boltzkit train" if group is None else \
-                f"torchrun --nproc-per-node {group.world_size} -m boltzkit train"
-            if lead:
-                print(f"{state.signal or 'interrupted'}: stopped after {where}; {kept}. "
-                      f"Continue with: {again} --resume {folder}", file=sys.stderr)
-                _curves(state, folder)
-            return 143 if state.signal == "SIGTERM" else 130
+        history, seconds, trained, state = [], 0.0, [], None
+        agreed, cleared = group is None, False
+        if args.resume is not None and staged and not any(
+                (folder / name / "train_state.safetensors").exists() for name in _stage_names(
+                    folder)):
+            say(f"resuming {folder}: no epoch had finished, starting from the beginning")
+        elif staged:
+            say(f"training {_describe(model)} on {ds.name} ({x.shape[0]} rows), one layer at a "
+                f"time -> {folder}")
+        for stage in kind.stages(s, model, estimator, update, x, gen):
+            where = folder if stage.name is None else folder / stage.name
+            resume, finished, started = _stage_status(args, given, s, where, stage, folder,
+                                                      staged)
+            if not agreed:
+                group.agree()  # every process could set the run up (else: the first says why)
+                agreed = True
+            if args.overwrite and lead and not cleared:
+                _remove_run_files(folder)
+            cleared = True
+            if finished:
+                if not staged:
+                    say(finished)
+                    return 0
+                done = TrainState.load(where / "train_state.safetensors", stage.model,
+                                       stage.estimator)
+                history += _tagged(done.history, stage.name)
+                seconds += done.seconds
+                trained.append(f"{stage.name} {done.epoch} epochs")
+                continue
+            if started:
+                say(started)
+            label = "" if stage.name is None else f"{stage.name}: "
+            stage_meta = meta if stage.name is None else dict(meta, stage=stage.name)
+            callbacks = [*(monitor if stage.name is None else []),
+                         *(kind.callbacks(s, x) if stage.name is None else []),
+                         writer(_RunFile(folder / RUN_FILE, s)),
+                         Checkpoint(where, metadata=stage_meta,
+                                    preparation=prep if stage.data_visible else None,
+                                    model_file=stage.model_file),
+                         writer(_MetricsWriter(folder / "metrics.json", s, history,
+                                               stage.name))]
+            say(f"{label or 'training '}{stage.title or _describe(model)} on "
+                f"{stage.source.format(data=ds.name)} "
+                f"({stage.data.shape[0]} rows), {stage.estimator}, {stage.epochs} epochs{over}"
+                f" -> {where}")
+            try:
+                state = fit(stage.model, stage.data, estimator=stage.estimator,
+                            update=stage.update, epochs=stage.epochs,
+                            batch_size=s["batch_size"], lr=stage.lr,
+                            lr_schedule=stage.lr_schedule, generator=stage.generator,
+                            callbacks=callbacks, resume=resume,
+                            init_visible_bias=stage.init_visible_bias,
+                            progress=not (args.no_progress or False), distributed=group)
+            except FloatingPointError:
+                # (removed by train_command once the lock is released)
+                run["empty"] = lead and args.resume is None and not history and \
+                    not (where / "train_state.safetensors").exists()
+                raise
+            if state.interrupted:
+                where_ = f"epoch {state.epoch}" + (f" and {state.batch} batches of the next"
+                                                   if state.batch else "")
+                kept = (f"{where}/model.safetensors holds epoch {state.epoch}"
+                        if state.epoch and stage.model_file else
+                        f"{where} keeps epoch {state.epoch}" if state.epoch
+                        else "no epoch had finished")
+                if staged and history:
+                    kept += "; the layers before it are kept"
+                again = "boltzkit train" if group is None else \
+                    f"torchrun --nproc-per-node {group.world_size} -m boltzkit train"
+                if lead:
+                    print(f"{state.signal or 'interrupted'}: {label}stopped after {where_}; "
+                          f"{kept}. Continue with: {again} --resume {folder}", file=sys.stderr)
+                    _curves(history + _tagged(state.history, stage.name), folder)
+                return 143 if state.signal == "SIGTERM" else 130
+            history += _tagged(state.history, stage.name)
+            seconds += state.seconds
+            trained.append(f"{stage.name} {state.epoch} epochs")
         if not lead:
             return 0
-        _pictures(model, s, meta, prep, folder, state)
-    last = state.history[-1] if state.history else {}
-    held = next((h for h in reversed(state.history) if "loglik" in h), None)
+        if staged:
+            if state is None and (folder / "model.safetensors").exists():
+                say(f"{folder}: the run has finished ({', '.join(trained)})"
+                    + ("; train it further with --resume RUN --epochs N" if
+                       s["model"] == "dbm" else ""))
+                return 0
+            from ..io import save
+
+            save(model, folder / "model.safetensors", metadata=dict(meta, stages=trained),
+                 preparation=prep)
+        _pictures(model, s, meta, prep, folder, history)
+    last = history[-1] if history else {}
+    held = next((h for h in reversed(history) if "loglik" in h), None)
     figure = "" if held is None else (
         f", held-out log-likelihood {held['loglik']:.2f} nats"
         f"{'' if held is last else ' (epoch %d)' % held['epoch']} "
         + ("(exact)" if held.get("loglik_method") == "exact" else
            "(short forward AIS, optimistic; boltzkit evaluate gives the full figure)"))
-    figure += (f", reconstruction error {last['recon_error']:.4f} (a monitor, not the "
+    figure += (f", {last['stage'] + ' ' if 'stage' in last else ''}reconstruction error "
+               f"{last['recon_error']:.4f} (a monitor, not the "
                f"objective)" if "recon_error" in last else
                f", exact log-likelihood {last['exact_loglik']:.4f}" if "exact_loglik" in last
                else f", mean |data - model| pair statistics {last['mean_abs_difference']:.4f}"
                if "mean_abs_difference" in last else "")
-    print(f"done: {state.epoch} epochs in {state.seconds:.1f} s{figure}; wrote {folder}/"
-          f"model.safetensors, train_state.safetensors, metrics.json, pictures")
+    done = f"{state.epoch} epochs" if not staged else ", ".join(trained)
+    files = "model.safetensors, train_state.safetensors" if not staged else \
+        f"model.safetensors, {', '.join(n + '/' for n in _stage_names(folder))}"
+    print(f"done: {done} in {seconds:.1f} s{figure}; wrote {folder}/{files}, "
+          f"metrics.json, pictures")
     return 0
 
 
 def _describe(model) -> str:
-    from ..models import BoltzmannMachine, ConvRBM
+    from ..models import DBM, DBN, BoltzmannMachine, ConvRBM
 
     kind = "bm" if isinstance(model, BoltzmannMachine) else \
-        "conv" if isinstance(model, ConvRBM) else "rbm"
+        "conv" if isinstance(model, ConvRBM) else "dbn" if isinstance(model, DBN) else \
+        "dbm" if isinstance(model, DBM) else "rbm"
     return MODEL_KINDS[kind].describe(model)
 
 
-def _pictures(model, s, meta, prep, folder: Path, state) -> None:
+def _pictures(model, s, meta, prep, folder: Path, history) -> None:
     """filters.png, samples.png and curves.png of a finished run."""
     m = model.to("cpu")
     gen = torch.Generator().manual_seed(s["seed"] + 1)
     MODEL_KINDS[s["model"]].pictures(m, s, meta, prep, folder, gen)
-    _curves(state, folder)
+    _curves(history, folder)
 
 
-def _curves(state, folder: Path) -> None:
-    """curves.png from the run's history (also of an interrupted run: the epochs it has)."""
+def _curves(history, folder: Path) -> None:
+    """curves.png from the run's history (also of an interrupted run: the epochs it has). The
+    stages of a dbn or dbm follow each other along the x axis (``epoch`` counts over the whole
+    run there)."""
     from .. import plots
 
-    if state.history:
-        plots.learning_curves(state.history, folder / "curves.png")
+    if history:
+        if "stage" in history[0]:
+            history = [dict(h, epoch=i + 1) for i, h in enumerate(history)]
+        plots.learning_curves(history, folder / "curves.png")

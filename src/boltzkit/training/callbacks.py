@@ -87,13 +87,17 @@ class Checkpoint(Callback):
         JSON-able extras stored in both files (the command line stores its settings).
     preparation : boltzkit.data.Preparation, optional
         How raw data become the model's visible states, stored in the model file.
+    model_file : bool
+        Write ``model.safetensors`` (False: the state file alone, for a model that is a step
+        towards another one, such as a DBM's pre-training module with tied copies of a layer).
     """
 
     def __init__(self, folder, every: int = 1, metadata: Optional[dict] = None,
-                 preparation=None):
+                 preparation=None, model_file: bool = True):
         every = _validation.integer(every, "every", minimum=1)
         self.folder = Path(folder)
         self.every, self.metadata, self.preparation = every, dict(metadata or {}), preparation
+        self.model_file = bool(model_file)
         self._written = None  # (epoch, batch, step) of the last state written
         self._writable = True  # False after on_fit_start found the folder unwritable
 
@@ -132,7 +136,7 @@ class Checkpoint(Callback):
             if not group.leader:
                 self._written = position
                 return
-        if state.batch == 0:
+        if state.batch == 0 and self.model_file:
             kwargs = {} if self.preparation is None else {"preparation": self.preparation}
             save(state.model, self.model_path, metadata=dict(self.metadata, epoch=state.epoch),
                  **kwargs)

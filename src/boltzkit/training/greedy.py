@@ -1,5 +1,7 @@
 """Greedy layer-wise training: deep belief nets (a stack of RBMs) and the pre-training of deep
-Boltzmann machines. Every RBM is trained by :func:`boltzkit.training.fit`, unchanged.
+Boltzmann machines. Every RBM is trained by :func:`boltzkit.training.fit`, unchanged; the plans
+(:func:`dbn_stages`, :class:`DBMPretraining`) yield the modules one at a time, so that a caller
+(the command line's resumable runs) can train, checkpoint and resume each itself.
 
 Deep belief nets (Hinton, Osindero & Teh 2006)
 ----------------------------------------------
@@ -37,7 +39,8 @@ a plain RBM (no doubling).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import dataclasses
+from typing import Iterator, Optional, Sequence
 
 import torch
 
@@ -47,7 +50,7 @@ from ..models.dbm import DBM
 from ..models.dbn import DBN
 from ..models.rbm import RBM
 
-__all__ = ["train_dbn", "pretrain_dbm"]
+__all__ = ["train_dbn", "pretrain_dbm", "dbn_stages", "DBMPretraining", "GreedyStage"]
 
 
 class _TiedCopies(RBM):
@@ -106,12 +109,82 @@ def _fit_kwargs(epochs, batch_size, lr, estimator, update, extra):
     return out
 
 
+@dataclasses.dataclass
+class GreedyStage:
+    """One module of a greedy plan, to be trained by :func:`boltzkit.training.fit` in place.
+
+    index : the module's position (0: the bottom one); name : ``"layer-1"``, ``"layer-2"``, ...;
+    model : the RBM to train (for a DBM's bottom or top module, an RBM with two tied copies of
+    one layer, which the driver keeps tied); data : its training rows ``(n, model.n_visible)``;
+    init_visible_bias : whether fit should start its visible biases at the data's base rates
+    (False for a module started at the transpose of the one below).
+
+    The plan that yielded it reads the trained ``model`` when it is asked for the next stage
+    (the next module's data are this one's hidden activations), so train it, or load its
+    trained parameters into it, before iterating on.
+    """
+
+    index: int
+    name: str
+    model: RBM
+    data: torch.Tensor
+    init_visible_bias: bool = True
+
+
+def _generators(generator):
+    """``generator`` as a plan's per-module source: a callable ``l -> torch.Generator``
+    (a Generator: the same one for every module; None: one seeded 0)."""
+    if callable(generator) and not isinstance(generator, torch.Generator):
+        return generator
+    if check.generator(generator) is None:
+        generator = torch.Generator().manual_seed(0)
+    return lambda l: generator
+
+
+def dbn_stages(dbn: DBN, data, *, features: str = "mean", n_samples: int = 1,
+               init_transpose: bool = False, generator=None,
+               start: int = 0) -> Iterator[GreedyStage]:
+    """The greedy plan of a DBN: yields one :class:`GreedyStage` per RBM from ``start`` up,
+    and writes each trained RBM back into ``dbn`` when the next stage is asked for (or the
+    iteration ends). The layers below ``start`` only pass their activations up.
+
+    ``generator``: a torch.Generator for everything, or a callable ``l -> Generator`` giving
+    the source of layer ``l``'s next-layer draws (``features="sample"``), so that a plan can
+    be taken up again at any layer (the command line's resumable runs); see
+    :func:`train_dbn` for the other arguments."""
+    n_samples = _check_features(features, n_samples)
+    gens = _generators(generator)
+    start = check.integer(start, "start", 0)
+    if start >= dbn.n_rbms:
+        raise ValueError(f"start: expected a layer index below {dbn.n_rbms}, got {start}")
+    x = dbn.check_visible(data, "data", relaxed=True)
+    below = None
+    for l in range(dbn.n_rbms):
+        rbm = dbn.rbm(l)
+        if l >= start:
+            fresh = True
+            if init_transpose and below is not None and below.n_visible == rbm.n_hidden and \
+                    below.visible == rbm.hidden:
+                with torch.no_grad():
+                    rbm.weight.copy_(below.weight.t())
+                    rbm.visible_bias.copy_(below.hidden_bias)
+                    rbm.hidden_bias.copy_(below.visible_bias)
+                fresh = False  # keep the transposed biases
+            yield GreedyStage(l, f"layer-{l + 1}", rbm, x, fresh)
+            dbn.set_rbm(l, rbm)
+        if l + 1 < dbn.n_rbms:
+            with torch.no_grad():
+                x = _next_data(rbm.hidden_mean(x, check=False), features, n_samples, gens(l))
+        below = rbm
+
+
 def train_dbn(data, sizes: Sequence[int], *, visible="bernoulli", epochs: int = 10,
               batch_size: int = 100, lr: float = 0.05, estimator=None, update=None,
               features: str = "mean", n_samples: int = 1, init_transpose: bool = False,
               generator: Optional[torch.Generator] = None, fit_kwargs: Optional[dict] = None,
               dbn: Optional[DBN] = None, start: int = 0) -> DBN:
-    """Train a DBN greedily, one RBM at a time (see the module docstring).
+    """Train a DBN greedily, one RBM at a time (see the module docstring and
+    :func:`dbn_stages`, the plan it follows).
 
     Parameters
     ----------
@@ -145,40 +218,88 @@ def train_dbn(data, sizes: Sequence[int], *, visible="bernoulli", epochs: int = 
     DBN
     """
     sizes = layer_sizes(sizes, "sizes")
-    n_samples = _check_features(features, n_samples)
+    _check_features(features, n_samples)
     if check.generator(generator) is None:
         generator = torch.Generator().manual_seed(0)
     model = DBN(sizes, visible, generator=generator) if dbn is None else dbn
     if model.sizes != sizes:
         raise ValueError(f"dbn: expected a DBN of sizes {list(sizes)}, got {list(model.sizes)}")
-    start = check.integer(start, "start", 0)
-    if start >= model.n_rbms:
-        raise ValueError(f"start: expected a layer index below {model.n_rbms}, got {start}")
-    x = model.check_visible(data, "data", relaxed=True)
     kwargs = _fit_kwargs(epochs, batch_size, lr, estimator, update, fit_kwargs)
-    below = None
-    for l in range(model.n_rbms):
-        rbm = model.rbm(l)
-        if l < start:  # kept: its activations feed the next layer
-            with torch.no_grad():
-                x = _next_data(rbm.hidden_mean(x, check=False), features, n_samples, generator)
-            below = rbm
-            continue
-        layer_kwargs = kwargs
-        if init_transpose and below is not None and below.n_visible == rbm.n_hidden and \
-                below.visible == rbm.hidden:
-            with torch.no_grad():
-                rbm.weight.copy_(below.weight.t())
-                rbm.visible_bias.copy_(below.hidden_bias)
-                rbm.hidden_bias.copy_(below.visible_bias)
-            layer_kwargs = dict(kwargs, init_visible_bias=False)  # keep the transposed biases
-        _fit(rbm, x, layer_kwargs, generator)
-        model.set_rbm(l, rbm)
-        if l + 1 < model.n_rbms:
-            with torch.no_grad():
-                x = _next_data(rbm.hidden_mean(x, check=False), features, n_samples, generator)
-        below = rbm
+    for stage in dbn_stages(model, data, features=features, n_samples=n_samples,
+                            init_transpose=init_transpose, generator=generator, start=start):
+        _fit(stage.model, stage.data, dict(kwargs, init_visible_bias=False)
+             if not stage.init_visible_bias else kwargs, generator)
     return model
+
+
+class DBMPretraining:
+    """The greedy pre-training plan of a DBM (Salakhutdinov & Hinton's doubled inputs, see the
+    module docstring). Iterating yields one :class:`GreedyStage` per module, bottom first;
+    when the iteration ends, :attr:`model` holds the composed DBM.
+
+    Parameters
+    ----------
+    data : ``(n, sizes[0])``, values in [0, 1]
+    sizes : sequence of int
+        ``[n_visible, n_1, ..., n_L]``.
+    features : "mean" or "sample"
+        What the next module is trained on: the module's (doubled) hidden conditional means,
+        or one binary draw of them per row.
+    generator : torch.Generator, or callable ``l -> Generator``
+        The source of module ``l``'s initial weights and of its next-module draws (one
+        Generator: the same for all; default seeded 0).
+    """
+
+    def __init__(self, data, sizes: Sequence[int], *, features: str = "mean", generator=None):
+        self.sizes = layer_sizes(sizes, "sizes")
+        _check_features(features, 1)
+        self.features, self._gens = features, _generators(generator)
+        self.model = DBM(self.sizes, generator=self._gens(0))
+        self.data = self.model.check_visible(data, "data", relaxed=True)
+        self.model = self.model.to(self.data.device)
+
+    def __iter__(self) -> Iterator[GreedyStage]:
+        sizes, x, out, dev = self.sizes, self.data, self.model, self.data.device
+        L = len(sizes) - 1
+        if L == 1:  # a DBM of one hidden layer is an RBM: nothing to double
+            rbm = RBM(sizes[0], sizes[1], generator=self._gens(0), device=dev)
+            yield GreedyStage(0, "layer-1", rbm, x)
+            with torch.no_grad():
+                out.weight_0.copy_(rbm.weight)
+                out.bias_0.copy_(rbm.visible_bias)
+                out.bias_1.copy_(rbm.hidden_bias)
+            return
+        up_bias = [None] * (L + 1)    # bias_l from the module below (its hidden bias)
+        down_bias = [None] * (L + 1)  # bias_l from the module above (its visible bias)
+        for l in range(L):
+            a, b, g = sizes[l], sizes[l + 1], self._gens(l)
+            if l == 0:
+                m = _TiedCopies(a, b, "visible", generator=g, device=dev)
+                yield GreedyStage(l, f"layer-{l + 1}", m, torch.cat([x, x], 1))
+                w, vb, hb = m.weight[:a], m.visible_bias[:a], m.hidden_bias
+                with torch.no_grad():
+                    mean = m.hidden_mean(torch.cat([x, x], 1), check=False)
+            elif l == L - 1:
+                m = _TiedCopies(a, b, "hidden", generator=g, device=dev)
+                yield GreedyStage(l, f"layer-{l + 1}", m, x)
+                w, vb, hb = m.weight[:, :b], m.visible_bias, m.hidden_bias[:b]
+                mean = None
+            else:
+                m = RBM(a, b, generator=g, device=dev)
+                yield GreedyStage(l, f"layer-{l + 1}", m, x)
+                w, vb, hb = m.weight * 0.5, m.visible_bias, m.hidden_bias
+                with torch.no_grad():
+                    mean = m.hidden_mean(x, check=False)
+            with torch.no_grad():
+                getattr(out, f"weight_{l}").copy_(w)
+            down_bias[l], up_bias[l + 1] = vb.detach().clone(), hb.detach().clone()
+            if mean is not None:
+                x = _next_data(mean, self.features, 1, g)
+        with torch.no_grad():
+            out.bias_0.copy_(down_bias[0])
+            getattr(out, f"bias_{L}").copy_(up_bias[L])
+            for l in range(1, L):
+                getattr(out, f"bias_{l}").copy_((up_bias[l] + down_bias[l]) * 0.5)
 
 
 def pretrain_dbm(data, sizes: Sequence[int], *, epochs: int = 10, batch_size: int = 100,
@@ -186,7 +307,7 @@ def pretrain_dbm(data, sizes: Sequence[int], *, epochs: int = 10, batch_size: in
                  generator: Optional[torch.Generator] = None,
                  fit_kwargs: Optional[dict] = None) -> DBM:
     """Greedy pre-training of a DBM with Salakhutdinov & Hinton's doubled inputs (see the
-    module docstring).
+    module docstring and :class:`DBMPretraining`, the plan it follows).
 
     Parameters
     ----------
@@ -205,52 +326,10 @@ def pretrain_dbm(data, sizes: Sequence[int], *, epochs: int = 10, batch_size: in
     -------
     DBM, in float32 on the data's device.
     """
-    sizes = layer_sizes(sizes, "sizes")
-    _check_features(features, 1)
     if check.generator(generator) is None:
         generator = torch.Generator().manual_seed(0)
-    out = DBM(sizes, generator=generator)
-    x = out.check_visible(data, "data", relaxed=True)
-    out = out.to(x.device)
+    plan = DBMPretraining(data, sizes, features=features, generator=generator)
     kwargs = _fit_kwargs(epochs, batch_size, lr, estimator, update, fit_kwargs)
-    L = len(sizes) - 1
-    if L == 1:  # a DBM of one hidden layer is an RBM: nothing to double
-        rbm = RBM(sizes[0], sizes[1], generator=generator, device=x.device)
-        _fit(rbm, x, kwargs, generator)
-        with torch.no_grad():
-            out.weight_0.copy_(rbm.weight)
-            out.bias_0.copy_(rbm.visible_bias)
-            out.bias_1.copy_(rbm.hidden_bias)
-        return out
-    up_bias = [None] * (L + 1)    # bias_l from the module below (its hidden bias)
-    down_bias = [None] * (L + 1)  # bias_l from the module above (its visible bias)
-    for l in range(L):
-        a, b = sizes[l], sizes[l + 1]
-        if l == 0:
-            m = _TiedCopies(a, b, "visible", generator=generator, device=x.device)
-            _fit(m, torch.cat([x, x], 1), kwargs, generator)
-            w, vb, hb = m.weight[:a], m.visible_bias[:a], m.hidden_bias
-            with torch.no_grad():
-                mean = m.hidden_mean(torch.cat([x, x], 1), check=False)
-        elif l == L - 1:
-            m = _TiedCopies(a, b, "hidden", generator=generator, device=x.device)
-            _fit(m, x, kwargs, generator)
-            w, vb, hb = m.weight[:, :b], m.visible_bias, m.hidden_bias[:b]
-            mean = None
-        else:
-            m = RBM(a, b, generator=generator, device=x.device)
-            _fit(m, x, kwargs, generator)
-            w, vb, hb = m.weight * 0.5, m.visible_bias, m.hidden_bias
-            with torch.no_grad():
-                mean = m.hidden_mean(x, check=False)
-        with torch.no_grad():
-            getattr(out, f"weight_{l}").copy_(w)
-        down_bias[l], up_bias[l + 1] = vb.detach().clone(), hb.detach().clone()
-        if mean is not None:
-            x = _next_data(mean, features, 1, generator)
-    with torch.no_grad():
-        out.bias_0.copy_(down_bias[0])
-        getattr(out, f"bias_{L}").copy_(up_bias[L])
-        for l in range(1, L):
-            getattr(out, f"bias_{l}").copy_((up_bias[l] + down_bias[l]) * 0.5)
-    return out
+    for stage in plan:
+        _fit(stage.model, stage.data, kwargs, generator)
+    return plan.model
