@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One short, prepared run of the checks that need a CUDA device (about 5 minutes on one H200):
+# One short, prepared run of the checks that need a CUDA device (about 8 minutes on one H200, estimated):
 # the CUDA tests, the CD/PCD epoch against its floor, the 10-epoch default model trained and
-# measured on the GPU, two PT epochs, and AIS against its floor. Results go to $OUT (default
+# measured on the GPU, two PT epochs, AIS against its floor, and a short DBM run and its
+# evaluation. Results go to $OUT (default
 # ./gpu-results): a log per step and JSON.
 #
 #     BOLTZKIT_DATA=path/to/data PYTHONPATH=src bash benchmarks/gpu_check.sh
@@ -36,3 +37,7 @@ step train_pt 90 $PY -m boltzkit train --data binarized-mnist --hidden 500 --met
     --replicas 10 --epochs 2 --device cuda --no-progress --out "$OUT/run_pt"
 step bench_ais_gpu 90 $PY benchmarks/bench_ais.py --device cuda --repeats 2 --products auto \
     --json "$OUT/bench_ais_gpu.json"
+step train_dbm 120 $PY -m boltzkit train --model dbm --data binarized-mnist --hidden 500,1000 \
+    --pretrain-epochs 2 --epochs 3 --device cuda --no-progress --out "$OUT/run_dbm"
+step evaluate_dbm 120 $PY -m boltzkit evaluate "$OUT/run_dbm" --log-z both --sweeps 1000 \
+    --device cuda --json

@@ -182,6 +182,25 @@ def test_learning_curves(tmp_path):
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_learning_curves_of_stages_draw_each_stage_apart(tmp_path, monkeypatch):
+    """Records that name their stage (a DBN's layers) follow each other along x, one line per
+    stage, the epochs restarting in each."""
+    import matplotlib.axes
+
+    hist = [{"epoch": e, "recon_error": 1.0 / e, "stage": s} for s in ("layer-1", "layer-2")
+            for e in (1, 2, 3)]
+    drawn = []
+    real = matplotlib.axes.Axes.plot
+
+    def plot(self, *args, **kwargs):
+        drawn.append(list(args[0]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
+    assert read_png(learning_curves(hist, tmp_path / "c.png")).shape[0] > 0
+    assert drawn == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+
+
 def test_capacity_curve(tmp_path):
     loads = np.linspace(0.02, 0.3, 15)
     results = {"hebbian": (loads, 1 / (1 + np.exp((loads - 0.138) / 0.01))),

@@ -283,6 +283,8 @@ def learning_curves(history: Sequence[dict], path, keys: Optional[Sequence[str]]
         "lr": 0.01, "seconds": 1.2, "loglik": -92.1, "loglik_method": "exact"}``. x is
         ``"epoch"`` (or 1, 2, ... when absent); a quantity missing in some epochs leaves a gap
         there (a likelihood recorded every few epochs is drawn as points joined by a line).
+        When every record names its ``"stage"`` (a run of stages, such as a DBN's layers),
+        the stages follow each other along x, each drawn apart and named above the plot.
     path : PNG file to write
     keys : quantities to draw; default every key with a numeric value in some record, except
         ``"epoch"``, ``"seconds"`` and the companions of log-likelihood figures, in order of
@@ -320,7 +322,15 @@ def learning_curves(history: Sequence[dict], path, keys: Optional[Sequence[str]]
             if not vals or not all(_is_number(v) for v in vals):
                 raise ValueError(f"keys: {k!r} is not a numeric quantity of history (available: "
                                  f"{sorted({k2 for r in history for k2 in r})})")
-    if all("epoch" in rec and _is_number(rec["epoch"]) for rec in history):
+    stages = [rec.get("stage") for rec in history]
+    segments = [slice(0, len(history))]
+    if all(isinstance(name, str) for name in stages):  # a run of stages, one after another
+        cuts = [0] + [i for i in range(1, len(stages)) if stages[i] != stages[i - 1]] + \
+            [len(stages)]
+        segments = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+        x = np.arange(1, len(history) + 1, dtype=float)
+        xlabel = "epoch (the stages one after another)"
+    elif all("epoch" in rec and _is_number(rec["epoch"]) for rec in history):
         x = np.array([rec["epoch"] for rec in history], dtype=float)
         xlabel = "epoch"
     else:
@@ -335,18 +345,38 @@ def learning_curves(history: Sequence[dict], path, keys: Optional[Sequence[str]]
                       for rec in history]
             for label in dict.fromkeys(lab for lab in labels if lab is not None):
                 mask = np.array([lab == label for lab in labels])
-                ax.plot(x[mask], y[mask], marker="o" if mask.sum() <= 30 else None,
-                        markersize=3, label=label)
+                _segmented(ax, x, y, mask, segments, label=label)
             ax.set_ylabel(f"{k} (nats)")
             ax.legend(fontsize="small", loc="best")
         else:
-            ax.plot(x, y, marker="o" if len(x) <= 30 else None, markersize=3)
+            _segmented(ax, x, y, np.ones(len(x), dtype=bool), segments)
             ax.set_ylabel(k)
         ax.grid(True, alpha=0.3)
+        for seg in segments[1:]:  # where a stage begins
+            ax.axvline(x[seg.start] - 0.5, color="0.5", linestyle="--", linewidth=0.8)
+    if len(segments) > 1:
+        for seg in segments:
+            axes[0].text((x[seg.start] + x[seg.stop - 1]) / 2, 1.02, stages[seg.start],
+                         transform=axes[0].get_xaxis_transform(), ha="center", va="bottom",
+                         fontsize="small")
     axes[-1].set_xlabel(xlabel)
     fig.align_ylabels(axes)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _segmented(ax, x, y, mask, segments, label=None) -> None:
+    """Plot ``y`` against ``x`` where ``mask``, one line per segment (the stages of a run are
+    not joined), all in the colour of the first."""
+    color = None
+    for seg in segments:
+        m = np.zeros(len(x), dtype=bool)
+        m[seg] = mask[seg]
+        if not m.any():
+            continue
+        (line,) = ax.plot(x[m], y[m], marker="o" if mask.sum() <= 30 else None, markersize=3,
+                          color=color, label=label if color is None else None)
+        color = line.get_color()
 
 
 def capacity_curve(results: dict, path, n_units: Optional[int] = None,

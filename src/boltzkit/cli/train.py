@@ -1,5 +1,5 @@
-"""``boltzkit train``: train an RBM, a Boltzmann machine or a convolutional RBM into a run folder
-that survives kills.
+"""``boltzkit train``: train an RBM, a Boltzmann machine, a convolutional RBM, a DBN or a DBM
+into a run folder that survives kills.
 
 A run folder holds::
 
@@ -19,6 +19,20 @@ patches), a ``.npy`` array ``(n, C, H, W)``, or rows ``(n, C*H*W)`` with ``--ima
 (square one-channel images need none); its filters.png shows every filter, samples.png Gibbs
 samples from random images, and metrics.json the reconstruction error and the mean hidden
 activation after every epoch.
+
+``--model dbn`` and ``--model dbm`` (``--hidden 500,2000``: the hidden layers, bottom first)
+train in stages (:class:`Stage`, one :func:`~boltzkit.training.fit` each): a DBN one RBM per
+layer (each as ``--model rbm`` would, on the hidden means of the layer below; ``--features
+sample``: draws), a DBM its greedy pre-training modules with doubled inputs (``--pretrain-epochs``
+of CD-1 at ``--pretrain-lr``) and then its joint training (``--epochs``, mean-field positive
+phase of ``--mf-steps`` sweeps, ``--chains`` persistent chains). Each stage keeps its own
+``train_state.safetensors`` (and, where the stage's model is a model of its own,
+``model.safetensors``) in the subfolder of its name (``layer-1``, ..., ``joint``); every stage
+has its own generator, seeded from ``--seed`` and its position, so a resumed run takes up the
+first unfinished stage from its state (the finished ones are read back, not retrained) and ends
+bit-identical to the run done in one go. The run folder's ``model.safetensors`` (the DBN or
+DBM) is written when the last stage ends; metrics.json holds every stage's epochs, each record
+with its ``stage``.
 
 ``boltzkit train --resume RUN`` continues a run that was killed (``kill -9``), interrupted
 (Ctrl-C, SIGTERM) or stopped early, with the settings in ``RUN/run.json``, and ends with the same
@@ -158,11 +172,12 @@ RESUME_OPTIONS = ("epochs", "no_progress")
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "train", help="train an RBM, a Boltzmann machine or a convolutional RBM into a "
-                      "resumable run folder",
+        "train", help="train an RBM, a Boltzmann machine, a convolutional RBM, a DBN or a DBM "
+                      "into a resumable run folder",
         description="Train a restricted Boltzmann machine (with --model bm, a fully "
-                    "connected Boltzmann machine; with --model conv, a convolutional RBM) into "
-                    "a run folder. With no arguments: 64 hidden units on scikit-learn's 8x8 "
+                    "connected Boltzmann machine; with --model conv, a convolutional RBM; with "
+                    "--model dbn or dbm, a deep belief net or a deep Boltzmann machine, one "
+                    "layer at a time) into a run folder. With no arguments: 64 hidden units on scikit-learn's 8x8 "
                     "digits, in seconds. Ctrl-C or SIGTERM stop at the next batch and keep what "
                     "is needed to continue; --resume RUN continues bit-identically.")
     d = TRAIN_DEFAULTS
@@ -1517,12 +1532,9 @@ def _pictures(model, s, meta, prep, folder: Path, history) -> None:
 
 
 def _curves(history, folder: Path) -> None:
-    """curves.png from the run's history (also of an interrupted run: the epochs it has). The
-    stages of a dbn or dbm follow each other along the x axis (``epoch`` counts over the whole
-    run there)."""
+    """curves.png from the run's history (also of an interrupted run: the epochs it has; the
+    stages of a dbn or dbm one after another)."""
     from .. import plots
 
     if history:
-        if "stage" in history[0]:
-            history = [dict(h, epoch=i + 1) for i, h in enumerate(history)]
         plots.learning_curves(history, folder / "curves.png")
