@@ -268,17 +268,12 @@ def evaluate_command(args) -> int:
     result = {"model_file": str(path), "data": ds.name, **result}
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False))
-    elif deep:
-        visible = "" if kind == "DBM" else f" ({model.visible.spec()} visible)"
-        print(_deep_table(result, f"{path}: {kind} {list(model.sizes)}{visible} on {ds.name}"))
-    else:
-        cfg = result["model"]
-        if conv:
-            from .train import _describe
+        return 0
+    from .train import _describe
 
-            title = f"{path}: {_describe(model)} on {ds.name}"
-        else:
-            title = (f"{path}: {cfg.get('n_visible')}x{cfg.get('n_hidden')} "
-                     f"{cfg.get('visible')}-{cfg.get('hidden')} RBM on {ds.name}")
+    title = f"{path}: {_describe(model)} on {ds.name}"
+    if deep:
+        print(_deep_table(result, title))
+    else:
         print(_table(result, title))
     return 0
