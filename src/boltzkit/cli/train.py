@@ -177,9 +177,10 @@ def register(sub) -> None:
         description="Train a restricted Boltzmann machine (with --model bm, a fully "
                     "connected Boltzmann machine; with --model conv, a convolutional RBM; with "
                     "--model dbn or dbm, a deep belief net or a deep Boltzmann machine, one "
-                    "layer at a time) into a run folder. With no arguments: 64 hidden units on scikit-learn's 8x8 "
-                    "digits, in seconds. Ctrl-C or SIGTERM stop at the next batch and keep what "
-                    "is needed to continue; --resume RUN continues bit-identically.")
+                    "layer at a time) into a run folder. With no arguments: 64 hidden units "
+                    "on scikit-learn's 8x8 digits, in seconds. Ctrl-C or SIGTERM stop at the "
+                    "next batch and keep what is needed to continue; --resume RUN continues "
+                    "bit-identically.")
     d = TRAIN_DEFAULTS
     p.add_argument("--model", choices=list(MODEL_KINDS),
                    help="; ".join(f"{name}: {kind.help}" for name, kind in MODEL_KINDS.items())
@@ -323,6 +324,7 @@ def _or_auto(kind, expected: str):
 
 
 _int_or_auto = _or_auto(int, "a positive integer or auto")            # --filter-size
+_float_or_auto = _or_auto(float, "a number (or auto, --model conv)")   # --lr
 
 
 def _hidden_sizes(text: str):
@@ -334,7 +336,6 @@ def _hidden_sizes(text: str):
         raise ValueError(f"--hidden: expected N or N1,N2,... (integers), got "
                          f"{text[:40]!r}") from None
     return sizes[0] if len(sizes) == 1 else sizes
-_float_or_auto = _or_auto(float, "a number (or auto, --model conv)")   # --lr
 
 
 # -- settings --------------------------------------------------------------------------------
