@@ -94,6 +94,9 @@ def test_a_dbm_run_pretrains_then_trains_jointly(reference):
     history = json.loads((run / "metrics.json").read_text())["epochs"]
     assert [h["stage"] for h in history] == ["layer-1"] * 2 + ["layer-2"] * 2 + \
         ["layer-3"] * 2 + ["joint"] * 3
+    # joint training is watched by the mean-field reconstruction error, which draws nothing
+    joint = [h["recon_error"] for h in history if h["stage"] == "joint"]
+    assert len(joint) == 3 and all(0 < e < 1 for e in joint)
 
 
 KILLER = textwrap.dedent("""

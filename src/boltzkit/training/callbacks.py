@@ -195,13 +195,24 @@ class Progress(Callback):
 def reconstruction_error(model, v: torch.Tensor, chunk_rows: int = 4096) -> float:
     """Mean squared difference per unit between ``v`` ``(n, n_visible)`` and its mean-field
     reconstruction E[v | E[h | v]] (a monitoring figure, not a likelihood), ``chunk_rows`` rows
-    at a time so that memory stays bounded on large data sets."""
-    _validation.rbm(model)
+    at a time so that memory stays bounded on large data sets. For a DBM, E[v | mu_1] with
+    ``mu`` the mean-field posterior of the hidden layers (10 sweeps of
+    :func:`boltzkit.samplers.dbm.mean_field`)."""
+    from ..models.dbm import DBM
+    from ..samplers import dbm as dbm_sampler
+
+    if isinstance(model, DBM):
+        def reconstruct(x, check):
+            return model.layer_mean(0, dbm_sampler.mean_field(model, x, 10, check=check),
+                                    check=False)
+    else:
+        _validation.rbm(model)
+        reconstruct = model.reconstruct
     v = model.check_visible(v, "v", relaxed=True)
     total = 0.0
     for s in range(0, v.shape[0], chunk_rows):
         x = v[s:s + chunk_rows]
-        total += (x - model.reconstruct(x, check=False)).double().pow(2).sum().item()
+        total += (x - reconstruct(x, check=False)).double().pow(2).sum().item()
     return total / v.numel()
 
 
@@ -486,14 +497,14 @@ class PhaseDifferenceMonitor(Callback):
 def default_monitors(model, data: torch.Tensor) -> list:
     """The monitors :func:`fit` adds when none are given: for Boltzmann machines the phases'
     difference and, with at most 16 units, the exact log-likelihood; reconstruction error for
-    RBMs."""
-    from ..models import BoltzmannMachine
+    RBMs and DBMs."""
+    from ..models import DBM, BoltzmannMachine
 
     if isinstance(model, BoltzmannMachine):
         small = model.n_units <= 16 and model.weight.dim() == 2
         return [PhaseDifferenceMonitor()] + (
             [LikelihoodMonitor(data, rows=10000, method="exact", key="exact_loglik")]
             if small else [])
-    if hasattr(model, "reconstruct"):
+    if hasattr(model, "reconstruct") or isinstance(model, DBM):
         return [ReconstructionMonitor(data)]
     return []
