@@ -1410,7 +1410,7 @@ def _train(args, given, s, folder, device, option, run: dict, group=None) -> int
                 (folder / name / "train_state.safetensors").exists() for name in _stage_names(
                     folder)):
             say(f"resuming {folder}: no epoch had finished, starting from the beginning")
-        elif staged:
+        elif staged and args.resume is None:
             say(f"training {_describe(model)} on {ds.name} ({x.shape[0]} rows), one layer at a "
                 f"time -> {folder}")
         for stage in kind.stages(s, model, estimator, update, x, gen):
