@@ -71,27 +71,6 @@ def _mean_se(t: torch.Tensor) -> tuple:
     return t.mean().item(), (t.std().item() / math.sqrt(n)) if n > 1 else 0.0
 
 
-_LOG_Z = ("auto", "exact", "ais", "reverse-ais", "both")
-
-
-def _methods(log_z: str, enumerable: bool) -> list:
-    if log_z not in _LOG_Z:
-        raise ValueError(f"log_z: expected one of {', '.join(_LOG_Z)}, got {log_z!r}")
-    if log_z in ("auto", "exact"):
-        return ["exact" if log_z == "exact" or enumerable else "ais"]
-    if log_z == "both":
-        return (["exact"] if enumerable else []) + ["ais", "reverse-ais"]
-    return [log_z]
-
-
-def _generators(seed: int, device):
-    def gen(offset):
-        g = torch.Generator(device=device)
-        g.manual_seed(seed + offset)
-        return g
-    return gen
-
-
 def _primary(estimates: dict) -> str:
     return next(m for m in ("exact", "ais", "reverse-ais") if m in estimates)
 
@@ -127,6 +106,7 @@ def evaluate_dbn(model, data: torch.Tensor, *, log_z: str = "auto", chains: int 
     from ..training.callbacks import reconstruction_error
     from .ais import ais, reverse_ais
     from .dbn import _dbn, variational_bound
+    from .evaluate import log_z_methods, seeded_generators
 
     _dbn(model)
     seed = _validation.seed(seed)
@@ -138,12 +118,12 @@ def evaluate_dbn(model, data: torch.Tensor, *, log_z: str = "auto", chains: int 
                                                                    relaxed=True)
     bottom, top = model.rbm(0), model.rbm(1)
     enumerable = can_enumerate(top)
-    methods = _methods(log_z, enumerable)
+    methods = log_z_methods(log_z, enumerable)
     if log_z == "exact" and not enumerable:
         raise ValueError(f"log_z: 'exact' enumerates a layer of the top RBM, which has "
                          f"{top.n_visible} and {top.n_hidden} binary units (at most 24 in one "
                          f"layer); use 'ais' or 'both'")
-    gen = _generators(seed, bottom.weight.device)
+    gen = seeded_generators(seed, bottom.weight.device)
     n = data.shape[0]
     out = {"n_rows": n, "model_kind": "DBN", "model": model.config(),
            "reconstruction_error": reconstruction_error(bottom, data),
@@ -234,6 +214,7 @@ def evaluate_dbm(model, data: torch.Tensor, *, log_z: str = "auto", chains: int 
     from ..exact import dbm as xdbm
     from ..samplers import dbm as sdbm
     from . import dbm as edbm
+    from .evaluate import log_z_methods, seeded_generators
 
     edbm._dbm(model)
     seed = _validation.seed(seed)
@@ -247,12 +228,12 @@ def evaluate_dbm(model, data: torch.Tensor, *, log_z: str = "auto", chains: int 
     base_data = data if base_data is None else model.check_visible(base_data, "base_data",
                                                                    relaxed=True)
     enumerable = _dbm_enumerable(model)
-    methods = _methods(log_z, enumerable)
+    methods = log_z_methods(log_z, enumerable)
     if log_z == "exact" and not enumerable:
         raise ValueError(f"log_z: 'exact' enumerates a parity class of the layers of a DBM "
                          f"{list(model.sizes)}, more than 2^22 joint states; use 'ais' or "
                          f"'both'")
-    gen = _generators(seed, model.bias_0.device)
+    gen = seeded_generators(seed, model.bias_0.device)
     out = {"n_rows": n, "model_kind": "DBM", "model": model.config(),
            "mean_field_steps": MEAN_FIELD_STEPS, "importance_samples": samples}
     mu = sdbm.mean_field(model, data, MEAN_FIELD_STEPS)

@@ -41,6 +41,29 @@ def _is_conv(model) -> bool:
     return hasattr(model, "image_shape")
 
 
+def log_z_methods(log_z: str, enumerable: bool) -> list:
+    """The log Z estimates ``log_z`` (one of :data:`LOG_Z_METHODS`) asks for, in the order
+    they are reported: ``auto`` exact when the model ``enumerable`` else forward AIS; ``both``
+    forward and reverse AIS (after exact when enumerable)."""
+    if log_z not in LOG_Z_METHODS:
+        raise ValueError(f"log_z: expected one of {', '.join(LOG_Z_METHODS)}, got {log_z!r}")
+    if log_z in ("auto", "exact"):
+        return ["exact" if log_z == "exact" or enumerable else "ais"]
+    if log_z == "both":
+        return (["exact"] if enumerable else []) + ["ais", "reverse-ais"]
+    return [log_z]
+
+
+def seeded_generators(seed: int, device):
+    """``offset -> torch.Generator`` on ``device`` seeded ``seed + offset``: one stream per
+    estimate, so that each figure depends on the seed and not on which others ran."""
+    def gen(offset):
+        g = torch.Generator(device=device)
+        g.manual_seed(seed + offset)
+        return g
+    return gen
+
+
 def _pl_cost(model, n: int) -> float:
     if _is_conv(model):  # a full free energy (one convolution) per visible unit and row
         c, kh, kw = model.image_shape[0], *model.filter_shape
@@ -184,12 +207,7 @@ def evaluate(model, data: torch.Tensor, *, log_z: str = "auto", chains: int = 10
                          f"got {pseudo_likelihood_method!r}")
     data = model.check_visible(data, "data")
     n = data.shape[0]
-    device = model.weight.device
-
-    def gen(offset):
-        g = torch.Generator(device=device)
-        g.manual_seed(seed + offset)
-        return g
+    gen = seeded_generators(seed, model.weight.device)
 
     out = {"n_rows": n, "model": model.config() if hasattr(model, "config") else {}}
     conv = _is_conv(model)
@@ -208,13 +226,7 @@ def evaluate(model, data: torch.Tensor, *, log_z: str = "auto", chains: int = 10
         out["pseudo_likelihood_std_error"] = (pl.std().item() / math.sqrt(n)) if n > 1 else 0.0
         out["pseudo_likelihood_method"] = "stochastic" if stochastic else "exact"
 
-    methods = []
-    if log_z in ("auto", "exact"):
-        methods.append("exact" if log_z == "exact" or can_enumerate(model) else "ais")
-    elif log_z == "both":
-        methods = (["exact"] if can_enumerate(model) else []) + ["ais", "reverse-ais"]
-    else:
-        methods.append(log_z)
+    methods = log_z_methods(log_z, can_enumerate(model))
     estimates = {}
     for m in methods:
         t0 = time.perf_counter()
