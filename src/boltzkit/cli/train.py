@@ -628,7 +628,7 @@ def _remove_run_files(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def _stage_status(args, given: dict, s: dict, where: Path, stage, folder: Path, staged: bool):
+def _stage_status(args, given: dict, where: Path, stage, folder: Path, staged: bool):
     """``(resume, finished, started)`` of a stage of a run: the state file to continue from (or
     None), and the lines to say when it has finished or is taken up (None: nothing to say; a
     finished stage of a dbn or dbm is kept as it is). One line naming --epochs when the run
@@ -1415,8 +1415,7 @@ def _train(args, given, s, folder, device, option, run: dict, group=None) -> int
                 f"time -> {folder}")
         for stage in kind.stages(s, model, estimator, update, x, gen):
             where = folder if stage.name is None else folder / stage.name
-            resume, finished, started = _stage_status(args, given, s, where, stage, folder,
-                                                      staged)
+            resume, finished, started = _stage_status(args, given, where, stage, folder, staged)
             if not agreed:
                 group.agree()  # every process could set the run up (else: the first says why)
                 agreed = True
@@ -1463,8 +1462,8 @@ def _train(args, given, s, folder, device, option, run: dict, group=None) -> int
                     not (where / "train_state.safetensors").exists()
                 raise
             if state.interrupted:
-                where_ = f"epoch {state.epoch}" + (f" and {state.batch} batches of the next"
-                                                   if state.batch else "")
+                at = f"epoch {state.epoch}" + (f" and {state.batch} batches of the next"
+                                               if state.batch else "")
                 kept = (f"{where}/model.safetensors holds epoch {state.epoch}"
                         if state.epoch and stage.model_file else
                         f"{where} keeps epoch {state.epoch}" if state.epoch
@@ -1474,7 +1473,7 @@ def _train(args, given, s, folder, device, option, run: dict, group=None) -> int
                 again = "boltzkit train" if group is None else \
                     f"torchrun --nproc-per-node {group.world_size} -m boltzkit train"
                 if lead:
-                    print(f"{state.signal or 'interrupted'}: {label}stopped after {where_}; "
+                    print(f"{state.signal or 'interrupted'}: {label}stopped after {at}; "
                           f"{kept}. Continue with: {again} --resume {folder}", file=sys.stderr)
                     _curves(history + _tagged(state.history, stage.name), folder)
                 return 143 if state.signal == "SIGTERM" else 130
