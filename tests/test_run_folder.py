@@ -151,3 +151,18 @@ def test_python_dash_m_boltzkit():
     out = subprocess.run([sys.executable, "-m", "boltzkit", "--version"], env=env,
                          capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("boltzkit ")
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`boltzkit ... | head`: when the reader of the output has gone, the command stops with
+    the status of SIGPIPE (141) and no error line or traceback."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        out = subprocess.run([sys.executable, "-m", "boltzkit", "train", "--epochs", "1",
+                              "--out", str(tmp_path / "run"), "--no-progress"], stdout=write,
+                             stderr=subprocess.PIPE, env=env, timeout=120)
+    finally:
+        os.close(write)
+    assert out.returncode == 141 and out.stderr == b""

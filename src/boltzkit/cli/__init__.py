@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -138,6 +139,12 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"boltzkit: error: {_name_option(str(err), args)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of the output went away (`| head`): nothing to say
+        try:  # (and nothing more to write at exit)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
     except OSError as err:  # the file system said no (a name too long, a full disk, ...)
         where = f"{err.filename}: " if err.filename else ""
         print(f"boltzkit: error: {where}{err.strerror or err}", file=sys.stderr)
