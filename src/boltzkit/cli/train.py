@@ -758,10 +758,11 @@ def _one_stage(s, model, estimator, update, x, gen):
                 gen)
 
 
-def _on_device(gen, device, seed_from: torch.Generator) -> torch.Generator:
+def _on_device(gen: torch.Generator, device) -> torch.Generator:
+    """``gen`` itself on the CPU, else a generator on ``device`` with its seed."""
     if device.type == "cpu":
         return gen
-    return torch.Generator(device=device).manual_seed(seed_from.initial_seed())
+    return torch.Generator(device=device).manual_seed(gen.initial_seed())
 
 
 _FEATURES = {"mean": "means", "sample": "samples"}
@@ -772,14 +773,13 @@ def _stages_dbn(s, model, estimator, update, x, gen):
 
     device = x.device
     plan = dbn_stages(model, x, features=s["features"],
-                      generator=lambda l: _on_device(_stage_generator(s, 2, l), device,
-                                                     _stage_generator(s, 2, l)))
+                      generator=lambda l: _on_device(_stage_generator(s, 2, l), device))
     for st in plan:
         g = _stage_generator(s, 3, st.index)
         yield Stage(st.name, f"a {_describe_rbm(st.model)} (layer {st.index + 1} of "
                              f"{model.n_rbms})", st.model, st.data,
                     _rbm_estimator(s), _sgd(s, st.model), s["epochs"], s["lr"],
-                    s["lr_schedule"], _on_device(g, device, g),
+                    s["lr_schedule"], _on_device(g, device),
                     init_visible_bias=st.init_visible_bias, data_visible=st.index == 0,
                     source="{data}" if st.index == 0 else
                     f"layer-{st.index}'s hidden {_FEATURES[s['features']]}")
@@ -791,8 +791,7 @@ def _stages_dbm(s, model, estimator, update, x, gen):
 
     device = x.device
     plan = DBMPretraining(x, model.sizes, features=s["features"],
-                          generator=lambda l: _on_device(_stage_generator(s, 2, l), device,
-                                                         _stage_generator(s, 2, l)))
+                          generator=lambda l: _on_device(_stage_generator(s, 2, l), device))
     for st in plan:
         g = _stage_generator(s, 3, st.index)
         doubled = "" if model.n_layers == 2 else \
@@ -803,7 +802,7 @@ def _stages_dbm(s, model, estimator, update, x, gen):
                              f"{doubled} (pre-training module {st.index + 1} of "
                              f"{model.n_layers - 1})", st.model, st.data, CD(1),
                     SGD(s["momentum"], s["weight_decay"]), s["pretrain_epochs"],
-                    s["pretrain_lr"], "constant", _on_device(g, device, g),
+                    s["pretrain_lr"], "constant", _on_device(g, device),
                     model_file=False, data_visible=False, epochs_option="pretrain_epochs",
                     source="{data} (twice)" if st.index == 0 else
                     f"layer-{st.index}'s hidden {_FEATURES[s['features']]}")
@@ -814,7 +813,7 @@ def _stages_dbm(s, model, estimator, update, x, gen):
     # (the pre-trained visible biases are kept: fit's base-rate start would undo them)
     yield Stage("joint", f"the {_describe_dbm(model)}, all layers jointly", model, x,
                 estimator, update,
-                s["epochs"], s["lr"], s["lr_schedule"], _on_device(g, device, g),
+                s["epochs"], s["lr"], s["lr_schedule"], _on_device(g, device),
                 init_visible_bias=False)
 
 
